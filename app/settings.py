@@ -209,6 +209,8 @@ class Settings(BaseSettings):
     def result_backend(self) -> str | None:
         if self.CELERY_RESULT_BACKEND:
             return self.CELERY_RESULT_BACKEND
+        if self.configured_redis_url:
+            return self.configured_redis_url
         url = self.broker_url
         if url and url.startswith(("redis://", "rediss://", "redis+socket://")):
             return url
