@@ -1,0 +1,96 @@
+"""Send a job to Celery while that can work, else to this process's thread pool.
+
+Celery is chosen when the broker answers (the BrokerMonitor's cached, hysteresis-damped
+view) and a worker can take the job's queue (the manager's view, where there is one).
+A publish that fails anyway (the broker died between check and send) lands in threads
+instead of failing the request.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Callable, Protocol
+
+from app.celery_config import CLIENT_PUBLISH_RETRY_POLICY, TASK_FOR_KIND, make_celery
+from app.jobs.fallback import ThreadFallback, pool_node
+from app.jobs.store import Job, JobStore
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerView(Protocol):
+    def is_up(self) -> bool: ...
+
+
+class Dispatcher:
+    """`submit(job)` -> "celery" | "threads", recorded on the job as its mode."""
+
+    def __init__(self, settings: Settings, store: JobStore, fallback: ThreadFallback, *,
+                 broker_monitor: BrokerView | None = None,
+                 worker_available: Callable[[str], bool] | None = None,
+                 celery_app=None):
+        self.settings = settings
+        self.store = store
+        self.fallback = fallback
+        self.broker_monitor = broker_monitor
+        # None: no local manager information (workers may run on other hosts).
+        self.worker_available = worker_available
+        self._celery = celery_app
+        self._celery_lock = threading.Lock()
+
+    @property
+    def celery(self):
+        """The web side's Celery client (short timeouts); None without a broker."""
+        if self._celery is None and self.settings.broker_url:
+            with self._celery_lock:
+                if self._celery is None:
+                    self._celery = make_celery(self.settings, role="client")
+        return self._celery
+
+    def celery_usable(self, queue: str) -> bool:
+        if not self.settings.broker_url or self.broker_monitor is None:
+            return False
+        try:
+            if not self.broker_monitor.is_up():
+                return False
+            return self.worker_available is None or bool(self.worker_available(queue))
+        except Exception as exc:  # a broken probe means "not sure": threads are safe
+            log.warning("dispatch: availability check failed (%s); using threads", exc)
+            return False
+
+    def submit(self, job: Job | str) -> str:
+        job = self.store.get(job) if isinstance(job, str) else job
+        if job is None:
+            raise LookupError("no such job")
+        if job.status != "queued":  # running or finished: sending it again is pointless
+            return job.mode or "threads"
+        if self.celery_usable(job.queue) and self._send_to_celery(job):
+            return "celery"
+        self._send_to_threads(job)
+        return "threads"
+
+    def _send_to_celery(self, job: Job) -> bool:
+        task_id = uuid.uuid4().hex  # new per dispatch: the reconciler tells copies apart
+        if not self.store.set_dispatch(job.id, mode="celery", task_id=task_id):
+            return True  # picked up meanwhile by a copy sent earlier: nothing to send
+        try:
+            self.celery.send_task(
+                TASK_FOR_KIND[job.kind], args=[job.id], task_id=task_id,
+                queue=job.queue, routing_key=job.queue,
+                retry=True, retry_policy=CLIENT_PUBLISH_RETRY_POLICY)
+        except Exception as exc:  # kombu OperationalError, redis errors, OSError, ...
+            log.warning("dispatch: publishing job %s failed (%s: %s); running it in threads",
+                        job.id, type(exc).__name__, exc)
+            return False
+        # After the publish returned: see JobStore.mark_published.
+        self.store.mark_published(job.id)
+        log.info("job %s (%s) sent to Celery queue %s", job.id, job.kind, job.queue)
+        return True
+
+    def _send_to_threads(self, job: Job) -> None:
+        # Journal first: if this process dies before the job finishes, the entry survives.
+        if self.store.set_dispatch(job.id, mode="threads", worker_node=pool_node()):
+            self.fallback.submit(job.id)
+        log.info("job %s (%s) runs in the thread fallback", job.id, job.kind)

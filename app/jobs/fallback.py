@@ -1,0 +1,147 @@
+"""The in-process thread pool that runs jobs while Celery cannot.
+
+Started lazily on the first submission (`create_app()` starts nothing). Threads are
+daemons on purpose: `concurrent.futures.ThreadPoolExecutor` joins its threads at
+interpreter exit, so a shutting-down web process would wait for a long PDF job. We need
+not wait: every job here is journaled in the store before it is queued, and a job that
+dies with its process is resumed by the reconciler.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+
+from app.jobs import runner
+from app.jobs.holders import runner_name
+from app.jobs.store import JobStore
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+def pool_node() -> str:
+    """The journal's name for this process's pool, `threads@<host>/<pid>`: the reconciler
+    can tell whether the process holding a journaled job is still alive
+    (app.jobs.holders)."""
+    return runner_name(f"threads@{socket.gethostname()}")
+
+
+class ThreadFallback:
+    """A bounded pool of daemon threads running `runner.run_job` for journaled job ids."""
+
+    def __init__(self, settings: Settings, store: JobStore, *, max_workers: int | None = None,
+                 keepalive_seconds: float = runner.HEARTBEAT_SECONDS):
+        self.settings = settings
+        self.store = store
+        # Same budget as the Celery pool it stands in for, but never more than the cores.
+        self.max_workers = max_workers or max(1, min(settings.CELERY_CONCURRENCY,
+                                                     os.cpu_count() or 1))
+        self.keepalive_seconds = keepalive_seconds
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._waiting: set[str] = set()
+        self._running: set[str] = set()
+        self._pid: int | None = None
+        self._closed = threading.Event()
+
+    # --- public surface ------------------------------------------------------------
+    def submit(self, job_id: str) -> None:
+        """Queue a job already journaled as mode=threads in the store."""
+        self._ensure_started()
+        with self._lock:
+            self._waiting.add(job_id)
+        self._queue.put(job_id)
+
+    def active(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    @property
+    def started(self) -> bool:
+        return self._pid == os.getpid() and bool(self._threads)
+
+    def shutdown(self, wait: float | None = None) -> None:
+        """Stop taking jobs; queued ones stay journaled for the next boot."""
+        self._closed.set()
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        if wait:
+            deadline = time.monotonic() + wait
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    # --- internals ------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        with self._lock:
+            # After a fork (gunicorn preload), the parent's threads do not exist here.
+            if self._pid == os.getpid() and self._threads and not self._closed.is_set():
+                return
+            self._pid = os.getpid()
+            self._closed.clear()
+            self._queue = queue.Queue()
+            self._waiting.clear()
+            self._running.clear()
+            self._threads = [
+                threading.Thread(target=self._work, name=f"job-fallback-{i}", daemon=True)
+                for i in range(self.max_workers)
+            ]
+            self._threads.append(threading.Thread(target=self._keep_journal_fresh,
+                                                  name="job-fallback-journal", daemon=True))
+            for thread in self._threads:
+                thread.start()
+            log.info("thread fallback started with %d worker thread(s)", self.max_workers)
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is _STOP:
+                return
+            with self._lock:
+                self._waiting.discard(job_id)
+                self._running.add(job_id)
+            try:
+                self._run_with_retries(job_id)
+            except Exception:  # one job's bug must not kill a pool thread
+                log.exception("thread fallback: job %s crashed its runner", job_id)
+            finally:
+                with self._lock:
+                    self._running.discard(job_id)
+
+    def _run_with_retries(self, job_id: str) -> None:
+        name = pool_node()
+        for attempt in range(runner.TRANSIENT_RETRIES + 1):
+            last = attempt == runner.TRANSIENT_RETRIES
+            try:
+                result = runner.run_job(self.settings, job_id, runner=name, worker_node=name,
+                                        store=self.store, retry_transient=not last)
+            except runner.TransientJobError as exc:
+                delay = runner.retry_delay(attempt)
+                log.warning("job %s: %s; retry %d in %.1f s", job_id, exc, attempt + 1, delay)
+                if self._closed.wait(delay):
+                    return  # shutting down: the journal keeps the job for the next boot
+                continue
+            log.info("job %s in threads: %s", job_id, result.get("status"))
+            return
+
+    def _keep_journal_fresh(self) -> None:
+        # Jobs waiting in this pool have no heartbeat of their own; refreshing their
+        # journal entries tells other processes' reconcilers that a live pool holds them.
+        while not self._closed.wait(self.keepalive_seconds):
+            with self._lock:
+                waiting = list(self._waiting)
+            if waiting:
+                try:
+                    self.store.touch_queued(waiting)
+                except Exception as exc:
+                    log.warning("could not refresh the thread journal: %s", exc)

@@ -1,0 +1,38 @@
+"""Is the process holding a job still there?
+
+Runners are named `<node>/<pid>` with node `<name>@<host>` (a Celery node such as
+`pdf_generation@web1`, or `threads@web1` for a thread pool). On the same host a holder
+whose pid no longer runs is certainly gone, so its job can be taken back at once instead
+of after the lease expires. Anything else (another host, a pid that runs) is "maybe
+alive": the lease decides. A reused pid only makes us wait for the lease, never act
+early.
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import psutil
+
+
+def runner_name(node: str) -> str:
+    return f"{node}/{os.getpid()}"
+
+
+def holder_is_dead(runner: str | None) -> bool:
+    if not runner or "/" not in runner:
+        return False
+    node, _, pid = runner.rpartition("/")
+    host = node.partition("@")[2]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    pid_number = int(pid)
+    if pid_number == os.getpid():
+        return False
+    try:
+        # A zombie is dead too: its parent (a killed worker) may never reap it.
+        return psutil.Process(pid_number).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False

@@ -1,0 +1,322 @@
+"""Find jobs whose task vanished and send them again, so no job waits forever.
+
+Vanished means one of:
+* running, but its heartbeat is stale: the process running it died or froze;
+* queued on Celery, published a while ago, yet neither in the broker's queue nor known
+  to any live worker (reserved, active or scheduled): the broker lost it (Redis restarted
+  without its data) or a dead worker held it unacknowledged (on Redis that message would
+  only come back after the visibility timeout);
+* queued but never handed to anyone (the web process died between record and publish),
+  or journaled for a thread pool whose process is gone.
+
+Why re-dispatching can never make a job run twice to completion
+----------------------------------------------------------------
+1. Completion is the single transition running -> succeeded (or failed), made by
+   `JobStore.succeed/fail` with a compare-and-set on the job's lease token, inside one
+   SQLite transaction.
+2. A lease token is issued only by `JobStore.claim`, which refuses finished jobs and
+   jobs whose holder heartbeated within the lease period; each claim issues a fresh
+   token, replacing the previous one.
+3. The reconciler only re-sends jobs that are `queued`, or that it first moves from
+   `running` back to `queued` with `break_lease` (which clears the token).
+So at any instant at most one token is valid per job; a run holding an invalidated
+token can no longer heartbeat (it stops at its next progress report) nor complete, and
+once a job is finished every later claim (a duplicate message, a restored unacked
+message, a re-dispatch that raced with the finish) answers `done`. Duplicated messages
+therefore cost at most some repeated work, never a second completion. The output file
+is renamed into place atomically, so even two runs racing write one whole PDF.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from typing import Iterable
+
+from app.jobs.cleanup import cleanup_expired
+from app.jobs.dispatch import Dispatcher
+from app.jobs.holders import holder_is_dead
+from app.jobs.runner import LEASE_SECONDS
+from app.jobs.store import Job, JobStore
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://", "unix://")
+PRIORITY_STEPS = (0, 3, 6, 9)   # kombu's default; each step is its own Redis list
+PRIORITY_SEP = "\x06\x16"
+
+
+class Reconciler:
+    """Periodic sweep (owner process only) plus the manager's on-worker-lost hook."""
+
+    def __init__(self, settings: Settings, store: JobStore, dispatcher: Dispatcher, *,
+                 interval: float | None = None, stale_after: float = LEASE_SECONDS + 5,
+                 lost_after: float = 60.0, outage_grace: float = 300.0,
+                 inspect_timeout: float = 1.0, cleanup_interval: float = 600.0,
+                 child_exit_wait: float = 3.0):
+        self.settings = settings
+        self.store = store
+        self.dispatcher = dispatcher
+        self.interval = interval or max(2.0, min(30.0, settings.CELERY_HEALTH_CHECK_INTERVAL))
+        self.stale_after = stale_after        # heartbeat age that means "holder gone"
+        self.lost_after = lost_after          # a Celery job this long unseen is lost
+        self.outage_grace = outage_grace      # broker down this long: run it in threads
+        self.inspect_timeout = inspect_timeout
+        self.cleanup_interval = cleanup_interval
+        self.child_exit_wait = child_exit_wait  # for a dead worker's pool children to go
+        self._last_cleanup = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one sweep at a time (tick vs worker-lost hook)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="job-reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("reconciler tick failed")
+
+    # --- the sweep ----------------------------------------------------------------------
+    def tick(self) -> dict:
+        """One pass; returns the ids re-sent per reason."""
+        with self._lock:
+            now = time.time()
+            report = {
+                "stale": self._resend_stale(now - self.stale_after),
+                "unpublished": [self._resend(job) for job in
+                                self.store.unpublished(stale_before=now - self.stale_after)],
+                "lost": self._resend_lost(now - self.lost_after),
+            }
+        if now - self._last_cleanup >= self.cleanup_interval:
+            self._last_cleanup = now
+            try:
+                cleanup_expired(self.settings, self.store, now=now)
+            except Exception:
+                log.exception("cleanup of expired outputs failed")
+        if any(report.values()):
+            log.warning("reconciler re-dispatched jobs: %s", report)
+        return report
+
+    def _resend(self, job: Job) -> str:
+        mode = self.dispatcher.submit(job.id)
+        log.info("re-dispatched job %s to %s", job.id, mode)
+        return job.id
+
+    def _resend_stale(self, stale_before: float) -> list[str]:
+        """Running jobs whose holder stopped heartbeating, or whose process is gone."""
+        sent = []
+        stale = {job.id: job for job in self.store.stale_running(stale_before)}
+        for job in self.store.running_jobs():
+            if job.id not in stale and holder_is_dead(job.worker):
+                stale[job.id] = job
+        for job in stale.values():
+            if self._over_time_limit(job):
+                # Celery killed it at the hard limit (the soft one did not stop it): a
+                # rerun would only be killed again.
+                self.store.break_lease(job.id, lease=job.lease,
+                                       fail="the job exceeded its time limit")
+            elif self.store.break_lease(job.id, lease=job.lease,
+                                        message="requeued: its runner stopped responding"):
+                sent.append(self._resend(job))
+        return sent
+
+    def _over_time_limit(self, job: Job) -> bool:
+        ran = (job.heartbeat_at or 0) - (job.started_at or 0)
+        return job.mode == "celery" and job.started_at is not None \
+            and ran >= self.settings.soft_time_limit
+
+    def _resend_lost(self, published_before: float, queue: str | None = None) -> list[str]:
+        """Queued Celery jobs that nothing holds any more."""
+        if not self.store.queued_celery(published_before=published_before, queue=queue):
+            return []
+        snapshot_at = time.time()
+        in_broker = self._broker_contents(queue)
+        if in_broker is None:
+            if self._broker_up():
+                # Not Redis (AMQP brokers redeliver a dead consumer's messages at once),
+                # or the read failed: nothing to conclude this time.
+                return []
+            # Broker down. Waiting is right for a short outage; after the grace period
+            # the job runs in threads (a copy that comes back later finds it done).
+            cutoff = min(published_before, snapshot_at - self.outage_grace)
+            return [self._resend(job) for job in
+                    self.store.queued_celery(published_before=cutoff, queue=queue)]
+        # Read the store *after* the broker: a job published before `snapshot_at` was
+        # then either in a queue list or already taken by a worker (see mark_published).
+        candidates = [job for job in self.store.queued_celery(
+            published_before=min(published_before, snapshot_at), queue=queue)
+            if job.id not in in_broker and job.task_id not in in_broker]
+        if not candidates:
+            return []
+        held = self._held_by_workers([job.task_id for job in candidates if job.task_id])
+        if held is None:
+            return []
+        return [self._resend(job) for job in candidates
+                if job.task_id not in held and self._still_queued(job)]
+
+    def _still_queued(self, job: Job) -> bool:
+        current = self.store.get(job.id)
+        return current is not None and current.status == "queued" \
+            and current.task_id == job.task_id
+
+    # --- the manager's hook -----------------------------------------------------------
+    def redispatch_worker_jobs(self, worker_name: str, queue: str | None = None,
+                               **_details) -> Future:
+        """A worker died: bring back the job it was running and any it had reserved.
+
+        Returns at once (the manager calls this from its monitor thread, which must keep
+        restarting workers); the work happens on a short-lived thread. The Future's
+        result is the list of re-sent job ids.
+        """
+        future: Future = Future()
+
+        def work():
+            try:
+                future.set_result(self._redispatch_worker_jobs(worker_name, queue))
+            except BaseException as exc:
+                log.exception("re-dispatching the jobs of %s failed", worker_name)
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name="job-reconciler-lost", daemon=True).start()
+        return future
+
+    def _redispatch_worker_jobs(self, worker_name: str, queue: str | None) -> list[str]:
+        with self._lock:
+            sent = []
+            # The worker is dead, so its jobs' leases are void although their heartbeats
+            # are fresh. Its pool children die with it (prefork sets PDEATHSIG), which
+            # can take a moment; a job whose holder still lives was claimed by the
+            # replacement (same node name) and is left alone.
+            pending = self._jobs_running_on(worker_name)
+            deadline = time.monotonic() + self.child_exit_wait
+            while pending:
+                for job in [job for job in pending if holder_is_dead(job.worker)]:
+                    pending.remove(job)
+                    if self.store.break_lease(job.id, lease=job.lease,
+                                              message=f"requeued: worker {worker_name} died"):
+                        sent.append(self._resend(job))
+                if not pending or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+            if queue:
+                # Jobs it had reserved: published, not in the queue, held by no live worker.
+                sent.extend(self._resend_lost(time.time(), queue=queue))
+        if sent:
+            log.warning("worker %s died: re-dispatched %s", worker_name, sent)
+        return sent
+
+    def _jobs_running_on(self, worker_name: str) -> list[Job]:
+        if "@" in worker_name:
+            return self.store.running_on(worker_name)
+        # A bare queue-style name: every node of that name on this host.
+        prefix = f"{worker_name}@"
+        return [job for job in self.store.running_jobs()
+                if (job.worker_node or "").startswith(prefix)
+                and (job.worker_node or "").split("@", 1)[1] == socket.gethostname()]
+
+    # --- boot ---------------------------------------------------------------------------
+    def resume_journal(self) -> list[str]:
+        """At boot: re-send thread-mode jobs whose pool died with its process.
+
+        Entries of another live process on this host, or of another host, are left to the
+        periodic sweep, which takes them once their heartbeat goes stale.
+        """
+        sent = []
+        with self._lock:
+            for job in self.store.journal():
+                holder = job.worker if job.status == "running" else job.worker_node
+                if holder and not holder_is_dead(holder):
+                    continue
+                if job.status == "running" and not self.store.break_lease(
+                        job.id, lease=job.lease, message="resumed after a restart"):
+                    continue
+                sent.append(self._resend(job))
+        if sent:
+            log.warning("resumed %d journaled job(s) from a previous run: %s", len(sent), sent)
+        return sent
+
+    # --- what the broker and workers hold -------------------------------------------------
+    def _broker_contents(self, queue: str | None) -> set[str] | None:
+        """Task ids and job ids of messages waiting in the queue lists; None if unknown."""
+        url = self.settings.broker_url or ""
+        if not url.startswith(REDIS_SCHEMES) or not self._broker_up():
+            return None
+        celery = self.dispatcher.celery
+        queues = [queue] if queue else list(self.settings.queue_weights) or ["default"]
+        found: set[str] = set()
+        try:
+            with celery.connection_for_write() as conn:
+                client = conn.default_channel.client
+                for name in queues:
+                    for step in PRIORITY_STEPS:
+                        key = name if step == 0 else f"{name}{PRIORITY_SEP}{step}"
+                        for raw in client.lrange(key, 0, -1):
+                            found.update(_message_ids(raw))
+        except Exception as exc:
+            log.info("reconciler: cannot read the broker queues (%s)", exc)
+            return None
+        return found
+
+    def _broker_up(self) -> bool:
+        monitor = self.dispatcher.broker_monitor
+        try:
+            return bool(self.settings.broker_url and monitor is not None and monitor.is_up())
+        except Exception:
+            return False
+
+    def _held_by_workers(self, task_ids: Iterable[str]) -> set[str] | None:
+        """Which of these task ids a live worker knows (reserved, active, scheduled)."""
+        task_ids = list(task_ids)
+        if not task_ids:
+            return set()
+        try:
+            replies = self.dispatcher.celery.control.inspect(
+                timeout=self.inspect_timeout).query_task(*task_ids) or {}
+        except Exception as exc:
+            log.info("reconciler: cannot inspect workers (%s)", exc)
+            return None
+        held: set[str] = set()
+        for tasks in replies.values():
+            held.update((tasks or {}).keys())
+        return held
+
+
+def _message_ids(raw: bytes | str) -> set[str]:
+    """The task id and job id of one kombu Redis message (JSON envelope, base64 body)."""
+    try:
+        envelope = json.loads(raw)
+    except (TypeError, ValueError):
+        return set()
+    ids = set()
+    headers = envelope.get("headers") or {}
+    if headers.get("id"):
+        ids.add(str(headers["id"]))
+    try:
+        body = envelope.get("body") or ""
+        if (envelope.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        if args:
+            ids.add(str(args[0]))
+    except (TypeError, ValueError, IndexError, KeyError):
+        pass
+    return ids

@@ -1,0 +1,131 @@
+"""Receiving a job's files: saved into a private staging folder, checked, then moved into
+uploads/<job_id>/ in one rename. A rejected request leaves nothing behind; an accepted
+one never exposes a half-written folder to a worker.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from werkzeug.datastructures import FileStorage
+
+from app.cards.images import FORMATS
+from app.errors import APIError
+from app.jobs.cleanup import STAGING_PREFIX
+from app.jobs.validation import bad, safe_relative_name
+
+PDF_MAGIC = b"%PDF-"
+
+
+class Staging:
+    """uploads/.staging-<job_id>/, removed unless `commit()` moved it into place."""
+
+    def __init__(self, uploads_dir: Path, job_id: str):
+        self.final = uploads_dir / job_id
+        self.path = uploads_dir / f"{STAGING_PREFIX}{job_id}"
+        self._committed = False
+
+    def __enter__(self) -> "Staging":
+        self.path.mkdir(parents=True, exist_ok=False)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._committed:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def save(self, storage: FileStorage, relative: str) -> Path:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        storage.save(target)
+        return target
+
+    def commit(self) -> Path:
+        self.path.rename(self.final)
+        self._committed = True
+        return self.final
+
+
+def present(files: list[FileStorage]) -> list[FileStorage]:
+    """Drop the empty parts browsers send for an untouched file input."""
+    return [f for f in files if f is not None and (f.filename or "") != ""]
+
+
+def save_images(staging: Staging, files: list[FileStorage], folder: str, field: str, *,
+                max_pixels: int) -> list[str]:
+    """Save and check card images; returns their safe relative names."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for storage in files:
+        name = safe_relative_name(storage.filename, field)
+        if name.lower() in seen:
+            raise bad(f"{field}: two files are named {name!r}", "invalid_file")
+        seen.add(name.lower())
+        path = staging.save(storage, f"{folder}/{name}")
+        check_image(path, f"{field} file {storage.filename!r}", max_pixels)
+        names.append(name)
+    return names
+
+
+def check_image(path: Path, label: str, max_pixels: int) -> None:
+    """Cheap submit-time check: a supported image format whose header reads and whose
+    size is within the pixel cap. Full decoding happens in the card engine."""
+    if path.stat().st_size == 0:
+        raise bad(f"{label} is empty", "invalid_file")
+    try:
+        with Image.open(path) as image:
+            fmt = image.format
+            width, height = image.size
+            if fmt not in FORMATS and fmt != "MPO":
+                raise bad(f"{label} is a {fmt} image; supported: {', '.join(FORMATS)}",
+                          "invalid_file")
+            if width * height > max_pixels:
+                raise bad(f"{label} has {width}x{height} pixels, over the limit of "
+                          f"{max_pixels:,}", "invalid_file")
+            image.verify()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise bad(f"{label} is not an image (or is too large to open)", "invalid_file") \
+            from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise bad(f"{label} is not a readable image ({exc})", "invalid_file") from None
+
+
+def save_pdf(staging: Staging, storage: FileStorage) -> Path:
+    path = staging.save(storage, "input.pdf")
+    check_pdf(path, f"pdf file {storage.filename!r}")
+    return path
+
+
+def check_pdf(path: Path, label: str) -> None:
+    """A PDF pypdf can open, unencrypted, with at least one page."""
+    from pypdf import PdfReader
+
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    if PDF_MAGIC not in head:
+        raise bad(f"{label} is not a PDF", "invalid_file")
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted:
+            raise bad(f"{label} is encrypted; upload an unprotected PDF", "invalid_file")
+        pages = len(reader.pages)
+    except APIError:
+        raise
+    except RecursionError:
+        raise bad(f"{label} is not a readable PDF (nesting too deep)", "invalid_file") \
+            from None
+    except Exception as exc:  # pypdf raises many types for corrupt files
+        raise bad(f"{label} is not a readable PDF ({type(exc).__name__})", "invalid_file") \
+            from None
+    if pages < 1:
+        raise bad(f"{label} has no pages", "invalid_file")
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Reuse another job's output as an input without copying bytes when possible; a
+    hard link also survives the source job's cleanup."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.hardlink_to(source)
+    except OSError:
+        shutil.copyfile(source, target)

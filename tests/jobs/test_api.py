@@ -1,0 +1,320 @@
+"""The jobs HTTP API through Flask's test client: end to end in threads mode (no broker,
+and a broker that is down), in Celery mode with a real worker, ownership isolation, and
+bad input that must always be a 400 leaving nothing behind."""
+from __future__ import annotations
+
+import io
+
+import pypdfium2
+import pytest
+from flask_jwt_extended import create_access_token
+
+from app import create_app
+from app.jobs import services
+from tests.conftest import make_settings
+from tests.jobs.conftest import png_bytes, wait_for
+
+JOB_FIELDS = {"id", "kind", "status", "progress", "message", "mode", "error", "created_at",
+              "started_at", "finished_at", "result_url"}
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch):
+    from werkzeug.security import generate_password_hash
+
+    import app.auth.users as users
+    monkeypatch.setattr(users, "generate_password_hash",
+                        lambda password: generate_password_hash(password, "pbkdf2:sha256:1000"))
+
+
+class Api:
+    """A test client plus tokens for alice, bob (users) and root (admin)."""
+
+    def __init__(self, settings):
+        self.app = create_app(settings)
+        self.client = self.app.test_client()
+        users = self.app.extensions["scm.users"]
+        self.tokens = {}
+        with self.app.app_context():
+            for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
+                users.create(name, f"{name}-password-1", role)
+                self.tokens[name] = create_access_token(identity=name,
+                                                        additional_claims={"role": role})
+
+    def headers(self, who):
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def post(self, path, who="alice", **kw):
+        return self.client.post(path, headers=self.headers(who), **kw)
+
+    def get(self, path, who="alice"):
+        return self.client.get(path, headers=self.headers(who))
+
+    def wait(self, job_id, who="alice", timeout=30):
+        def finished():
+            body = self.get(f"/api/jobs/{job_id}", who).get_json()
+            return body if body["status"] in ("succeeded", "failed") else None
+        return wait_for(finished, timeout, message=f"job {job_id}")
+
+    def close(self):
+        jobs = self.app.extensions.get("scm.jobs")
+        if jobs is not None:
+            jobs.fallback.shutdown(wait=10)
+        from app.supervisor import manager_handle
+        manager_handle(self.app).close()
+
+
+@pytest.fixture
+def make_api(tmp_path):
+    made = []
+
+    def build(**overrides):
+        api = Api(make_settings(tmp_path, **overrides))
+        made.append(api)
+        return api
+
+    yield build
+    for api in made:
+        api.close()
+
+
+@pytest.fixture
+def api(make_api):
+    return make_api()
+
+
+def image(name, color=(200, 30, 30)):
+    return (io.BytesIO(png_bytes(color)), name)
+
+
+def sheet_form(count=3, **fields):
+    data = {"fronts": [image(f"card{i}.png", (30 * i, 60, 90)) for i in range(count)],
+            "card_size": "standard", "paper_size": "letter"}
+    data.update(fields)
+    return data
+
+
+def pdf_pages(data: bytes) -> int:
+    pdf = pypdfium2.PdfDocument(data)
+    try:
+        return len(pdf)
+    finally:
+        pdf.close()
+
+
+def submit(api, path, data, who="alice", **kw):
+    response = api.post(path, who, data=data, content_type="multipart/form-data", **kw)
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert set(body) == {"id", "status_url"} and body["status_url"] == f"/api/jobs/{body['id']}"
+    return body["id"]
+
+
+# --- end to end -------------------------------------------------------------------------
+def test_jobs_end_to_end_in_threads(api):
+    sheets = submit(api, "/api/jobs/sheets", sheet_form(
+        10, back=image("back.png", (0, 0, 0)), skip="1, 1, 3", name="My deck", ppi="300",
+        quality="100", crop="3mm", extend_corners="2", only_fronts="false"))
+    body = api.wait(sheets)
+    assert set(body) == JOB_FIELDS
+    assert body["status"] == "succeeded", body["error"]
+    assert body["mode"] == "threads" and body["progress"] == 1.0 and body["kind"] == "sheets"
+    assert body["created_at"].endswith("Z") and body["finished_at"] >= body["started_at"]
+    result = api.get(body["result_url"])
+    assert result.status_code == 200 and result.mimetype == "application/pdf"
+    assert pdf_pages(result.data) == 4  # 10 cards, 6 per sheet with 2 skipped -> 2 sheets
+
+    offset = submit(api, "/api/jobs/offset", {"source_job_id": sheets, "x": "5", "y": "-3"})
+    uploaded = submit(api, "/api/jobs/offset",
+                      {"pdf": (io.BytesIO(result.data), "mine.pdf"), "x": "-2"})
+    calibration = api.post("/api/jobs/calibration", json={"paper_size": "a4"})
+    assert calibration.status_code == 202
+    for job_id in (offset, uploaded, calibration.get_json()["id"]):
+        done = api.wait(job_id)
+        assert done["status"] == "succeeded", done["error"]
+        assert api.get(done["result_url"]).data.startswith(b"%PDF")
+
+    listed = api.get("/api/jobs").get_json()["jobs"]
+    assert len(listed) == 4 and all(set(job) == JOB_FIELDS for job in listed)
+
+
+def test_broker_down_falls_back_to_threads(make_api, redis_server):
+    api = make_api(CELERY_BROKER_URL=redis_server.url)
+    redis_server.stop()
+    job_id = submit(api, "/api/jobs/sheets", sheet_form(2))
+    done = api.wait(job_id)
+    assert done["status"] == "succeeded" and done["mode"] == "threads"
+
+
+@pytest.mark.timeout(90)
+def test_jobs_run_on_celery_when_a_worker_is_there(make_api, redis_server, celery_workers):
+    api = make_api(CELERY_BROKER_URL=redis_server.url)
+    settings = api.app.config["SETTINGS"]
+    celery_workers(settings, redis_server.url, "pdf_generation,default")
+    job_id = submit(api, "/api/jobs/sheets", sheet_form(3))
+    done = api.wait(job_id, timeout=45)
+    assert done["status"] == "succeeded" and done["mode"] == "celery", done
+    assert pdf_pages(api.get(done["result_url"]).data) == 2
+
+
+# --- ownership ------------------------------------------------------------------------------
+def test_others_jobs_are_invisible(api):
+    mine = submit(api, "/api/jobs/sheets", sheet_form(1))
+    api.wait(mine)
+    for path in (f"/api/jobs/{mine}", f"/api/jobs/{mine}/result"):
+        response = api.get(path, "bob")
+        assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+        assert api.get(path, "root").status_code == 200  # admins see everything
+    assert api.get("/api/jobs", "bob").get_json()["jobs"] == []
+    assert [j["id"] for j in api.get("/api/jobs", "root").get_json()["jobs"]] == [mine]
+    stolen = api.post("/api/jobs/offset", "bob", data={"source_job_id": mine},
+                      content_type="multipart/form-data")
+    assert stolen.status_code == 400 and "no such job" in stolen.get_json()["error"]["message"]
+
+
+def test_token_required(api):
+    assert api.client.get("/api/jobs").status_code == 401
+    assert api.client.post("/api/jobs/calibration", json={}).status_code == 401
+
+
+def test_result_not_ready_or_failed_is_409(api):
+    store = services(api.app).store
+    queued = store.create(owner="alice", kind="calibration", params={"paper_size": "letter"},
+                          queue="default")
+    response = api.get(f"/api/jobs/{queued.id}/result")
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "not_ready"
+    failed = store.create(owner="alice", kind="calibration", params={}, queue="default")
+    store.fail(failed.id, None, "broken")
+    response = api.get(f"/api/jobs/{failed.id}/result")
+    assert response.status_code == 409 and "broken" in response.get_json()["error"]["message"]
+
+
+# --- bad input ---------------------------------------------------------------------------------
+def _bad_sheets():
+    huge = "9" * 5000
+    return {
+        "bad ppi type": sheet_form(ppi="abc"),
+        "ppi out of range": sheet_form(ppi="10"),
+        "huge ppi": sheet_form(ppi=huge),
+        "huge quality": sheet_form(quality="1" + "0" * 30),
+        "quality range": sheet_form(quality="101"),
+        "bad flag": sheet_form(only_fronts="maybe"),
+        "unknown card": sheet_form(card_size="huge"),
+        "unknown paper": sheet_form(paper_size="a0"),
+        "unsupported pair": sheet_form(paper_size="tabloid", card_size="japanese"),
+        "bad crop": sheet_form(crop="3 parsecs"),
+        "negative corners": sheet_form(extend_corners="-1"),
+        "float corners": sheet_form(extend_corners="1.5"),
+        "long name": sheet_form(name="x" * 500),
+        "10,000 skips": sheet_form(skip=",".join(str(i % 8) for i in range(10_000))),
+        "negative skip": sheet_form(skip="-1"),
+        "skip everything": sheet_form(skip="0,1,2,3,4,5,6,7"),
+        "huge skip": sheet_form(skip=huge),
+        "no fronts": {"card_size": "standard"},
+        "empty front part": {"fronts": (io.BytesIO(b""), "")},
+        "non-image": sheet_form(1, fronts=[(io.BytesIO(b"hello, I am text"), "notes.png")]),
+        "truncated png": sheet_form(1, fronts=[(io.BytesIO(png_bytes()[:40]), "cut.png")]),
+        "two backs": sheet_form(back=[image("b1.png"), image("b2.png")]),
+        "unmatched double": sheet_form(double_sided=[image("other.png")]),
+        "duplicate names": sheet_form(1, fronts=[image("a.png"), image("a.png")]),
+        "no usable name": sheet_form(1, fronts=[image("../..")]),
+        "only fronts with back": sheet_form(only_fronts="true", back=image("b.png")),
+        "field twice": sheet_form(ppi=["300", "600"]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_sheets()))
+def test_bad_sheet_submissions_are_400_and_leave_nothing(api, case):
+    response = api.post("/api/jobs/sheets", data=_bad_sheets()[case],
+                        content_type="multipart/form-data")
+    assert response.status_code == 400, (case, response.status_code, response.get_data()[:300])
+    error = response.get_json()["error"]
+    assert error["code"] and error["message"]
+    settings = api.app.config["SETTINGS"]
+    assert list(settings.uploads_dir.iterdir()) == []
+    assert services(api.app).store.list() == []
+
+
+def test_non_image_error_names_the_file(api):
+    response = api.post("/api/jobs/sheets", data=sheet_form(
+        1, fronts=[image("good.png"), (io.BytesIO(b"%PDF-1.4 nope"), "evil.png")]),
+        content_type="multipart/form-data")
+    assert response.status_code == 400 and "evil.png" in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize("data", [
+    {"pdf": (io.BytesIO(b"%PDF-1.7\n garbage garbage"), "corrupt.pdf")},
+    {"pdf": (io.BytesIO(b"not a pdf at all"), "text.pdf")},
+    {"pdf": (io.BytesIO(png_bytes()), "image.pdf")},
+    {},
+    {"source_job_id": "0" * 32},
+    {"source_job_id": "x" * 5000},
+    {"source_job_id": "abc", "pdf": (io.BytesIO(b"%PDF"), "a.pdf")},
+    {"source_job_id": "abc", "x": "99999999999999999999999"},
+    {"source_job_id": "abc", "y": "601"},
+    {"source_job_id": "abc", "x": "1e3"},
+], ids=["corrupt", "not-pdf", "png", "nothing", "unknown-source", "long-source", "both",
+        "huge-x", "y-range", "float-x"])
+def test_bad_offset_submissions_are_400(api, data):
+    response = api.post("/api/jobs/offset", data=data, content_type="multipart/form-data")
+    assert response.status_code == 400, response.get_data()[:300]
+    assert list(api.app.config["SETTINGS"].uploads_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("body", [
+    {"json": ["letter"]}, {"json": {"paper_size": 5}}, {"json": {"paper_size": "a9"}},
+    {"json": {"paper_size": "letter", "extra": 1}},
+    {"data": "{not json", "content_type": "application/json"},
+])
+def test_bad_calibration_submissions_are_400(api, body):
+    assert api.post("/api/jobs/calibration", **body).status_code == 400
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=100000", "limit=abc", "status=bogus",
+                                   "offset=-1", "limit=" + "9" * 5000])
+def test_bad_list_queries_are_400(api, query):
+    assert api.get(f"/api/jobs?{query}").status_code == 400
+
+
+def test_upload_limits(make_api):
+    api = make_api(MAX_UPLOAD_FILES=3, MAX_UPLOAD_MB=1)
+    too_many = api.post("/api/jobs/sheets", data=sheet_form(4), content_type="multipart/form-data")
+    assert too_many.status_code == 400 and too_many.get_json()["error"]["code"] == "too_many_files"
+    too_big = api.post("/api/jobs/sheets", data=sheet_form(
+        1, fronts=[(io.BytesIO(b"\0" * (2 * 1024 * 1024)), "big.png")]),
+        content_type="multipart/form-data")
+    assert too_big.status_code == 413 and too_big.get_json()["error"]["message"]
+
+
+def test_unknown_job_is_404(api):
+    assert api.get("/api/jobs/nope").status_code == 404
+    assert api.get("/api/jobs/" + "a" * 300).status_code == 404
+
+
+def test_folder_names_are_kept_safe_for_double_sided_matching(api):
+    data = sheet_form(0, fronts=[image("set 1/a1.png"), image("set 1/b.png")],
+                      double_sided=[image("set 1/a1.png", (0, 0, 255))])
+    job_id = submit(api, "/api/jobs/sheets", data)
+    assert api.wait(job_id)["status"] == "succeeded"
+    staged = api.app.config["SETTINGS"].uploads_dir / job_id
+    assert (staged / "fronts" / "set_1" / "a1.png").is_file()
+    assert (staged / "double_sided" / "set_1" / "a1.png").is_file()
+
+
+def test_non_ascii_names_stay_distinct_and_matched(api):
+    data = sheet_form(0, fronts=[image("карта.png"), image("дама.png")],
+                      double_sided=[image("дама.png", (0, 0, 255))])
+    job_id = submit(api, "/api/jobs/sheets", data)
+    done = api.wait(job_id)
+    assert done["status"] == "succeeded", done["error"]
+    staged = api.app.config["SETTINGS"].uploads_dir / job_id
+    assert len(list((staged / "fronts").iterdir())) == 2
+    assert [p.name for p in (staged / "double_sided").iterdir()][0] in \
+        {p.name for p in (staged / "fronts").iterdir()}
+
+
+def test_download_is_named_after_the_deck(api):
+    job_id = submit(api, "/api/jobs/sheets", sheet_form(1, name="Dragon deck"))
+    done = api.wait(job_id)
+    response = api.get(done["result_url"])
+    assert f"Dragon_deck-{job_id[:8]}.pdf" in response.headers["Content-Disposition"]

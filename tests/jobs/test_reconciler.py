@@ -1,0 +1,204 @@
+"""Reconciler: stale runs, unpublished jobs, messages the broker lost, a dead worker's
+jobs, and the thread journal of a crashed process."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+
+from app.jobs.dispatch import Dispatcher
+from app.jobs.reconciler import Reconciler
+from app.jobs.store import JobStore
+from tests.conftest import free_port, make_settings
+from tests.jobs.conftest import FakeMonitor
+
+
+class RecordingPool:
+    def __init__(self):
+        self.submitted = []
+
+    def submit(self, job_id):
+        self.submitted.append(job_id)
+
+
+@pytest.fixture
+def world(tmp_path, request):
+    """(reconciler, store, pool, monitor, redis client or None)."""
+    server = request.getfixturevalue("redis_server") if "redis" in request.keywords else None
+    url = server.url if server else f"redis://127.0.0.1:{free_port()}/0"
+    settings = make_settings(tmp_path, CELERY_BROKER_URL=url)
+    settings.ensure_dirs()
+    store = JobStore(settings.database_path)
+    pool = RecordingPool()
+    monitor = FakeMonitor(server is not None)
+    dispatcher = Dispatcher(settings, store, pool, broker_monitor=monitor)
+    reconciler = Reconciler(settings, store, dispatcher, stale_after=5, lost_after=10,
+                            outage_grace=60, inspect_timeout=0.3, cleanup_interval=3600)
+    client = redis.Redis.from_url(url) if server else None
+    return reconciler, store, pool, monitor, client
+
+
+def new_job(store, queue="pdf_generation", kind="sheets"):
+    return store.create(owner="a", kind=kind, params={}, queue=queue)
+
+
+def age(store, job_id, **columns):
+    """Move timestamps into the past: age(store, id, heartbeat_at=30) = 30 s ago."""
+    now = time.time()
+    sets = ", ".join(f"{name} = ?" for name in columns)
+    store._conn().execute(f"UPDATE jobs SET {sets} WHERE id = ?",
+                          (*(now - seconds for seconds in columns.values()), job_id))
+
+
+def test_stale_running_job_is_requeued_and_sent(world):
+    reconciler, store, pool, _monitor, _ = world
+    job = new_job(store)
+    claim = store.claim(job.id, worker="ghost", worker_node="ghost@h")
+    assert reconciler.tick()["stale"] == []  # fresh heartbeat: leave it alone
+    age(store, job.id, heartbeat_at=30)
+    assert reconciler.tick()["stale"] == [job.id]
+    got = store.get(job.id)
+    assert got.status == "queued" and got.mode == "threads" and pool.submitted == [job.id]
+    assert not store.succeed(job.id, claim.token, output_path="/x")  # ghost is fenced off
+
+
+def test_never_dispatched_job_is_sent(world):
+    reconciler, store, pool, _monitor, _ = world
+    job = new_job(store)
+    assert reconciler.tick()["unpublished"] == []
+    age(store, job.id, created_at=30)
+    assert reconciler.tick()["unpublished"] == [job.id]
+    assert pool.submitted == [job.id]
+
+
+@pytest.mark.redis
+def test_message_lost_by_the_broker_is_sent_again(world):
+    reconciler, store, pool, _monitor, client = world
+    lost, waiting = new_job(store), new_job(store)
+    dispatcher = reconciler.dispatcher
+    assert dispatcher.submit(lost) == "celery" and dispatcher.submit(waiting) == "celery"
+    old_task = store.get(lost.id).task_id
+    # Redis restarted without its data for `lost`: remove its message only.
+    for raw in client.lrange("pdf_generation", 0, -1):
+        if old_task.encode() in raw:
+            client.lrem("pdf_generation", 1, raw)
+    assert reconciler.tick()["lost"] == []  # too recent to judge
+    age(store, lost.id, dispatched_at=60)
+    age(store, waiting.id, dispatched_at=60)
+    assert reconciler.tick()["lost"] == [lost.id]
+    got = store.get(lost.id)
+    assert got.mode == "celery" and got.task_id != old_task
+    assert client.llen("pdf_generation") == 2
+    assert pool.submitted == []
+
+
+@pytest.mark.redis
+def test_dead_worker_jobs_come_back_at_once(world):
+    reconciler, store, pool, _monitor, client = world
+    node = f"pdf_generation@{socket.gethostname()}"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    running, reserved, replaced, elsewhere = (new_job(store) for _ in range(4))
+    for job in (running, reserved, replaced, elsewhere):
+        reconciler.dispatcher.submit(job)
+    # Workers take the oldest messages first. The dead worker had taken two: one running,
+    # one reserved; its replacement (same node name, a live pool child) took the third.
+    for _ in range(3):
+        client.rpop("pdf_generation")
+    store.claim(running.id, worker=f"{node}/{dead.pid}", worker_node=node)
+    store.claim(replaced.id, worker=f"{node}/{os.getpid()}", worker_node=node)
+    reconciler.child_exit_wait = 0.2
+    sent = reconciler.redispatch_worker_jobs(node, "pdf_generation").result(10)
+    assert sorted(sent) == sorted([running.id, reserved.id])
+    assert store.get(running.id).status == "queued"
+    assert store.get(replaced.id).status == "running"
+    assert store.get(elsewhere.id).task_id.encode() in b"".join(
+        client.lrange("pdf_generation", 0, -1))
+    assert client.llen("pdf_generation") == 3
+
+
+def test_long_broker_outage_moves_celery_jobs_to_threads(world):
+    reconciler, store, pool, monitor, _ = world
+    job = new_job(store)
+    store.set_dispatch(job.id, mode="celery", task_id="t-1")
+    store.mark_published(job.id)
+    age(store, job.id, dispatched_at=30)
+    assert reconciler.tick()["lost"] == []  # a short outage: wait for Redis
+    age(store, job.id, dispatched_at=120)
+    assert reconciler.tick()["lost"] == [job.id]
+    assert store.get(job.id).mode == "threads" and pool.submitted == [job.id]
+
+
+def test_resume_journal_of_a_dead_process(world):
+    reconciler, store, pool, _monitor, _ = world
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    crashed_running, crashed_queued, alive = new_job(store), new_job(store), new_job(store)
+    store.set_dispatch(crashed_running.id, mode="threads", worker_node=f"threads@{host}/{dead.pid}")
+    store.claim(crashed_running.id, worker=f"threads@{host}/{dead.pid}",
+                worker_node=f"threads@{host}/{dead.pid}")
+    store.set_dispatch(crashed_queued.id, mode="threads", worker_node=f"threads@{host}/{dead.pid}")
+    store.set_dispatch(alive.id, mode="threads", worker_node=f"threads@{host}/1")  # init runs
+    resumed = reconciler.resume_journal()
+    assert sorted(resumed) == sorted([crashed_running.id, crashed_queued.id])
+    assert sorted(pool.submitted) == sorted(resumed)
+    assert store.get(crashed_running.id).status == "queued"
+
+
+def test_periodic_thread_starts_and_stops(world):
+    reconciler, store, pool, _monitor, _ = world
+    reconciler.interval = 0.05
+    job = new_job(store)
+    age(store, job.id, created_at=30)
+    reconciler.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not pool.submitted and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        reconciler.stop()
+    assert pool.submitted == [job.id]
+
+
+def test_running_job_of_a_dead_local_process_comes_back_without_waiting(world):
+    reconciler, store, pool, _monitor, _ = world
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    job = new_job(store)
+    store.claim(job.id, worker=f"pdf_generation@{socket.gethostname()}/{dead.pid}",
+                worker_node=f"pdf_generation@{socket.gethostname()}")
+    assert reconciler.tick()["stale"] == [job.id]
+    assert pool.submitted == [job.id]
+
+
+def test_celery_job_killed_at_the_time_limit_is_failed_not_rerun(world):
+    reconciler, store, pool, _monitor, _ = world
+    job = new_job(store)
+    store.set_dispatch(job.id, mode="celery", task_id="t")
+    store.claim(job.id, worker="w@elsewhere/1", worker_node="w@elsewhere")
+    limit = reconciler.settings.soft_time_limit
+    age(store, job.id, started_at=limit + 100, heartbeat_at=60)
+    assert reconciler.tick()["stale"] == []
+    got = store.get(job.id)
+    assert got.status == "failed" and "time limit" in got.error and pool.submitted == []
+
+
+def test_one_reconciler_per_instance_without_a_manager(tmp_path):
+    from app import create_app
+    from app.jobs import start_reconciler, stop_reconciler
+    settings = make_settings(tmp_path)
+    first, second = create_app(settings), create_app(settings)
+    try:
+        running = start_reconciler(first)
+        assert running is not None and start_reconciler(first) is running
+        assert start_reconciler(second) is None  # the lock is taken
+        stop_reconciler(first)
+        assert start_reconciler(second) is not None
+    finally:
+        stop_reconciler(first)
+        stop_reconciler(second)

@@ -1,0 +1,174 @@
+"""The job store: records, the claim/lease protocol, fenced writes, the journal."""
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from app.jobs.store import JobStore
+
+
+def make(store: JobStore, **kw):
+    values = dict(owner="alice", kind="calibration", params={"paper_size": "letter"},
+                  queue="default")
+    values.update(kw)
+    return store.create(**values)
+
+
+def test_create_get_list(store):
+    a = make(store)
+    b = make(store, owner="bob")
+    got = store.get(a.id)
+    assert got.status == "queued" and got.params == {"paper_size": "letter"}
+    assert got.mode is None and got.attempts == 0 and got.progress == 0
+    assert [j.id for j in store.list(owner="alice")] == [a.id]
+    assert {j.id for j in store.list()} == {a.id, b.id}
+    assert store.get("nope") is None
+    assert store.counts()[("calibration", "queued")] == 2
+
+
+def test_claim_then_done_is_never_redone(store):
+    job = make(store)
+    claim = store.claim(job.id, worker="w1")
+    assert claim.outcome == "claimed" and claim.token
+    assert store.get(job.id).status == "running" and store.get(job.id).attempts == 1
+    assert store.succeed(job.id, claim.token, output_path="/x.pdf")
+    again = store.claim(job.id, worker="w2")
+    assert again.outcome == "done" and again.token is None
+    assert store.get(job.id).worker == "w1"
+
+
+def test_running_job_with_fresh_heartbeat_is_busy(store):
+    job = make(store)
+    first = store.claim(job.id, worker="w1", lease_seconds=30)
+    second = store.claim(job.id, worker="w2", lease_seconds=30)
+    assert first.outcome == "claimed" and second.outcome == "busy"
+
+
+def test_stale_lease_can_be_taken_over_and_old_holder_is_fenced(store):
+    job = make(store)
+    old = store.claim(job.id, worker="w1", lease_seconds=0.2)
+    time.sleep(0.3)
+    new = store.claim(job.id, worker="w2", lease_seconds=0.2)
+    assert new.outcome == "claimed" and new.token != old.token
+    # The old run can neither renew, nor complete, nor fail the job any more.
+    assert not store.heartbeat(job.id, old.token, progress=0.5)
+    assert not store.succeed(job.id, old.token, output_path="/old.pdf")
+    assert not store.fail(job.id, old.token, "boom")
+    assert store.succeed(job.id, new.token, output_path="/new.pdf")
+    final = store.get(job.id)
+    assert final.status == "succeeded" and final.output_path == "/new.pdf"
+    assert final.worker == "w2" and final.attempts == 2
+
+
+def test_attempts_are_capped(store):
+    job = make(store)
+    for _ in range(3):
+        claim = store.claim(job.id, worker="w", max_attempts=3)
+        assert claim.outcome == "claimed"
+        assert store.release(job.id, claim.token, "retry")
+    claim = store.claim(job.id, worker="w", max_attempts=3)
+    assert claim.outcome == "exhausted"
+    assert store.get(job.id).status == "failed" and "3 attempts" in store.get(job.id).error
+
+
+def test_only_one_of_many_concurrent_claims_wins(store):
+    job = make(store)
+    outcomes = []
+    barrier = threading.Barrier(8)
+
+    def claim():
+        barrier.wait()
+        outcomes.append(JobStore(store.db_path).claim(job.id, worker="t").outcome)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["busy"] * 7 + ["claimed"]
+
+
+def _claim_in_process(path, job_id, queue):
+    queue.put(JobStore(path).claim(job_id, worker="p").outcome)
+
+
+def test_only_one_process_wins_the_claim(store):
+    job = make(store)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_claim_in_process, args=(store.db_path, job.id, queue))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    outcomes = sorted(queue.get(timeout=5) for _ in procs)
+    assert outcomes == ["busy"] * 3 + ["claimed"]
+
+
+def test_heartbeat_records_progress(store):
+    job = make(store)
+    claim = store.claim(job.id, worker="w")
+    assert store.heartbeat(job.id, claim.token, progress=0.25, message="page 1")
+    got = store.get(job.id)
+    assert got.progress == 0.25 and got.message == "page 1"
+
+
+def test_release_requeues(store):
+    job = make(store)
+    claim = store.claim(job.id, worker="w")
+    assert store.release(job.id, claim.token, "retrying")
+    got = store.get(job.id)
+    assert got.status == "queued" and got.lease is None
+    assert store.claim(job.id, worker="w").outcome == "claimed"
+
+
+def test_break_lease_by_worker_node(store):
+    job = make(store)
+    claim = store.claim(job.id, worker="q@h/1", worker_node="q@h")
+    assert store.running_on("q@h")[0].id == job.id
+    assert not store.break_lease(job.id, worker_node="other@h")
+    assert store.break_lease(job.id, worker_node="q@h")
+    assert store.get(job.id).status == "queued"
+    assert not store.succeed(job.id, claim.token, output_path="/x")
+
+
+def test_dispatch_bookkeeping_and_queries(store):
+    celery_job = make(store)
+    thread_job = make(store)
+    never = make(store)
+    assert store.set_dispatch(celery_job.id, mode="celery", task_id="t1")
+    assert store.set_dispatch(thread_job.id, mode="threads", worker_node="threads@h/1")
+    now = time.time()
+    # Published celery jobs only count once mark_published ran.
+    assert store.queued_celery(published_before=now + 1) == []
+    store.mark_published(celery_job.id)
+    assert [j.id for j in store.queued_celery(published_before=time.time() + 1)] == \
+        [celery_job.id]
+    assert [j.id for j in store.journal()] == [thread_job.id]
+    # Unpublished: nothing is stale yet; later all three kinds would be, except the
+    # published Celery one.
+    assert store.unpublished(stale_before=now - 10) == []
+    stale = {j.id for j in store.unpublished(stale_before=time.time() + 1)}
+    assert stale == {thread_job.id, never.id}
+    # A live pool refreshes its journal entries.
+    cutoff = time.time() + 0.001
+    time.sleep(0.01)
+    store.touch_queued([thread_job.id])
+    assert thread_job.id not in {j.id for j in store.unpublished(stale_before=cutoff)}
+
+
+def test_set_dispatch_refuses_running_or_finished(store):
+    job = make(store)
+    claim = store.claim(job.id, worker="w")
+    assert not store.set_dispatch(job.id, mode="threads")
+    store.succeed(job.id, claim.token, output_path="/x")
+    assert not store.set_dispatch(job.id, mode="celery", task_id="t")
+
+
+def test_unknown_kind_rejected(store):
+    with pytest.raises(ValueError):
+        make(store, kind="bogus")
