@@ -1,0 +1,195 @@
+"""Talking to workers and queues through the broker: ping, inspect, depths, purge, restore.
+
+Everything here goes over the network, so everything runs on one dedicated
+daemon thread and callers wait with a deadline. Two reasons:
+- kombu's control publish retries a lost connection until the broker is back;
+  a caller (the manager's prober, an HTTP thread) must never hang on that;
+- Celery's reply queue is named after the calling thread; one stable thread
+  keeps one reply queue (and one binding) instead of a new one per call.
+
+Nothing here forks or signals: that stays on the manager's thread.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue as queue_module
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+from app.settings import Settings
+from app.supervisor.broker import is_redis_url
+from app.supervisor.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+# Fail fast while connecting: the broker monitor, not this client, decides about outages.
+FAST_FAILOVER = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                 "interval_max": 0.2, "connect_retries_timeout": 1.0,
+                 "socket_connect_timeout": 1.0, "socket_timeout": 2.0}
+
+
+def make_control_app(settings: Settings, broker_url: str):
+    """A Celery app used only to reach workers; same exchanges and key layout as theirs."""
+    try:
+        from app.celery_config import make_celery
+        app = make_celery(settings, role="client")
+    except ImportError:  # the Celery config is not there: a bare app speaks the same control protocol
+        from celery import Celery
+        app = Celery("scm-supervisor", set_as_current=False)
+        app.conf.update(accept_content=["json"], task_serializer="json",
+                        result_serializer="json")
+    options = dict(app.conf.broker_transport_options or {})
+    options.update(FAST_FAILOVER)
+    app.conf.update(broker_url=broker_url, broker_transport_options=options,
+                    broker_connection_max_retries=1, broker_pool_limit=2)
+    return app
+
+
+class CeleryControl:
+    def __init__(self, settings: Settings, broker_url: str, *, app=None):
+        self.settings = settings
+        self.broker_url = broker_url
+        self.app = app or make_control_app(settings, broker_url)
+        self._calls: queue_module.SimpleQueue = queue_module.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- the public calls (any thread) ---------------------------------------------
+    def ping(self, names: list[str], timeout: float) -> set[str]:
+        """The names among `names` that answered within `timeout`."""
+        def do():
+            replies = self.app.control.ping(destination=list(names), timeout=timeout,
+                                            limit=len(names))
+            return {name for reply in replies or [] for name in reply}
+        return self.call(do, timeout + 2.0)
+
+    def inspect(self, names: list[str], methods: tuple[str, ...], timeout: float) -> dict:
+        """{method: {worker: reply}} for Celery inspect methods (active, reserved, stats...)."""
+        def do():
+            inspector = self.app.control.inspect(destination=list(names) or None,
+                                                 timeout=timeout,
+                                                 limit=len(names) or None)
+            return {method: getattr(inspector, method)() or {} for method in methods}
+        return self.call(do, timeout * len(methods) + 2.0)
+
+    def queue_depths(self, queues: list[str], timeout: float = 2.0) -> dict[str, int | None]:
+        """Messages waiting per queue (Redis brokers); None for other brokers."""
+        if not is_redis_url(self.broker_url):
+            return {name: None for name in queues}
+
+        def do():
+            with self.app.connection_for_write() as conn:
+                channel = conn.default_channel
+                return {name: _queue_size(channel, name) for name in queues}
+        return self.call(do, timeout)
+
+    def purge(self, queues: list[str], timeout: float = 5.0) -> dict[str, int]:
+        def do():
+            with self.app.connection_for_write() as conn:
+                channel = conn.default_channel
+                return {name: _purge_queue(channel, name) for name in queues}
+        return self.call(do, timeout)
+
+    def restore_unacked(self, queue: str, *, delivered_after: float | None = None,
+                        delivered_before: float | None = None, timeout: float = 3.0) -> int:
+        """Put back the unacked messages of `queue` (Redis only); returns how many.
+
+        For a worker whose main process died holding messages: kombu would only
+        restore them after the visibility timeout. Call it after the worker's
+        whole process group is dead and before its replacement starts, so only
+        messages of the dead worker (the queue's only local consumer) match.
+        """
+        if not is_redis_url(self.broker_url):
+            return 0
+
+        def do():
+            with self.app.connection_for_write() as conn:
+                channel = conn.default_channel
+                return _restore_queue(channel, queue, delivered_after, delivered_before)
+        return self.call(do, timeout)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._thread is not None:
+            self._calls.put(None)
+
+    # --- the dedicated thread ---------------------------------------------------------
+    def call(self, fn: Callable[[], Any], timeout: float) -> Any:
+        """Run `fn` on the broker thread; BrokerUnavailable on error or timeout."""
+        if self._closed:
+            raise BrokerUnavailable("the broker client is closed")
+        self._ensure_thread()
+        future: Future = Future()
+        self._calls.put((fn, future))
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise BrokerUnavailable(f"the broker did not answer within {timeout:.1f}s") from None
+        except BrokerUnavailable:
+            raise
+        except Exception as exc:
+            raise BrokerUnavailable(f"broker error: {type(exc).__name__}: {exc}") from exc
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="scm-broker-client",
+                                                daemon=True)
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            fn, future = item
+            if not future.set_running_or_notify_cancel():
+                continue  # the caller gave up before we got to it
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+
+
+def _queue_size(channel, name: str) -> int:
+    # kombu's Redis channel: LLEN over the queue's priority lists (and any key prefix).
+    return int(channel._size(name))
+
+
+def _purge_queue(channel, name: str) -> int:
+    try:
+        return int(channel.queue_purge(name) or 0)
+    except Exception as exc:
+        if "NOT_FOUND" in str(exc) or "404" in str(exc):
+            return 0
+        raise
+
+
+def _restore_queue(channel, queue: str, delivered_after: float | None,
+                   delivered_before: float | None) -> int:
+    client = channel.client
+    index = dict(client.zrange(channel.unacked_index_key, 0, -1, withscores=True) or [])
+    restored = 0
+    for tag, raw in (client.hgetall(channel.unacked_key) or {}).items():
+        tag = tag.decode() if isinstance(tag, bytes) else tag
+        delivered = index.get(tag.encode(), index.get(tag))
+        if delivered is not None and (
+                (delivered_after is not None and delivered < delivered_after) or
+                (delivered_before is not None and delivered > delivered_before)):
+            continue
+        try:
+            _payload, exchange, routing_key = json.loads(raw)
+        except (TypeError, ValueError):
+            continue
+        if queue not in channel._lookup(exchange, routing_key):
+            continue
+        channel.qos.restore_by_tag(tag, client=client, leftmost=True)
+        restored += 1
+    if restored:
+        log.info("restored %d unacked message(s) of queue %s", restored, queue)
+    return restored
