@@ -11,10 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `python bench/cards.py` puts bench/ first on sys.path, where bench/http.py would
-# shadow the standard library's http package (which Flask, imported by app/, needs).
+# Run as a script from anywhere: the project root must be importable.
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 

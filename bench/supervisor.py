@@ -30,9 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# `python bench/supervisor.py` puts bench/ first on sys.path, where bench/http.py would
-# shadow the standard library's `http` package: use the project root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+# Run as a script from anywhere: the project root must be importable.
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
@@ -234,7 +232,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     args = parser.parse_args()
 
-    base = Path(tempfile.mkdtemp(prefix="scm-bench-"))
+    base = Path(tempfile.mkdtemp(prefix="scm-bench-supervisor-"))
     server = RedisServer(base / "redis")
     server.start()
     rows: list[tuple[str, str, str]] = []

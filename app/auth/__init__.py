@@ -1,0 +1,55 @@
+"""Authentication: users in SQLite, JWT login/refresh/me, roles, `flask users`."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app.auth.api import make_blueprint
+from app.auth.cli import users_cli
+from app.auth.decorators import admin_required
+from app.auth.users import User, UserError, UserStore
+from app.extensions import JWT_KEY, limiter
+from app.settings import SettingsError
+
+__all__ = ["admin_required", "init_app", "User", "UserStore"]
+
+log = logging.getLogger(__name__)
+
+
+def init_app(app: Flask) -> None:
+    settings = app.config["SETTINGS"]
+    users = UserStore(settings.database_path)
+    users.init_schema()
+    app.extensions["scm.users"] = users
+
+    jwt = app.extensions[JWT_KEY]
+
+    @jwt.user_lookup_loader
+    def _load_user(_header, payload) -> User | None:
+        return users.get(payload["sub"])
+
+    app.register_blueprint(make_blueprint(limiter(app), settings.LOGIN_RATE_LIMIT))
+    app.cli.add_command(users_cli)
+    bootstrap_admin(users, settings.ADMIN_USERNAME, settings.ADMIN_PASSWORD)
+
+
+def bootstrap_admin(users: UserStore, username: str | None, password: str | None) -> None:
+    """Create the first admin from ADMIN_USERNAME/ADMIN_PASSWORD; never overwrites a user.
+
+    Runs at every app creation (each gunicorn worker), so it must be idempotent and
+    race-free: INSERT OR IGNORE decides between concurrent processes.
+    """
+    if not username and not password:
+        return
+    if not (username and password):
+        log.warning("ADMIN_USERNAME and ADMIN_PASSWORD must both be set; no admin bootstrapped")
+        return
+    try:
+        created = users.create(username, password, "admin", if_missing=True)
+    except UserError as exc:
+        # A weak or malformed bootstrap credential is a configuration error: refuse to start
+        # rather than run with no admin (or a guessable one).
+        raise SettingsError(f"ADMIN_USERNAME/ADMIN_PASSWORD: {exc}") from None
+    if created:
+        log.info("bootstrapped admin user %r", username)

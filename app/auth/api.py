@@ -1,0 +1,72 @@
+"""/api/auth: login, refresh, me."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+from flask_jwt_extended import (create_access_token, create_refresh_token, current_user,
+                                jwt_required)
+from flask_limiter import Limiter
+
+from app.auth.users import MAX_PASSWORD_LENGTH, UserStore
+from app.errors import APIError
+
+
+def store() -> UserStore:
+    return current_app.extensions["scm.users"]
+
+
+def issue_tokens(user, *, refresh: bool = True) -> dict:
+    claims = {"role": user.role}
+    tokens = {"access_token": create_access_token(identity=user.username,
+                                                  additional_claims=claims),
+              "token_type": "Bearer"}
+    if refresh:
+        tokens["refresh_token"] = create_refresh_token(identity=user.username,
+                                                       additional_claims=claims)
+    return tokens
+
+
+MAX_LOGIN_BODY = 16 * 1024
+
+
+def _credentials() -> tuple[str, str]:
+    # A public endpoint: never buffer a large body (the app-wide limit is for uploads).
+    request.max_content_length = MAX_LOGIN_BODY
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise APIError(400, "invalid_body", 'expected a JSON object {"username", "password"}')
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) \
+            or not username or not password:
+        raise APIError(400, "invalid_body", "username and password must be non-empty strings")
+    if len(username) > 64 or len(password) > MAX_PASSWORD_LENGTH:
+        raise APIError(401, "invalid_credentials", "wrong username or password")
+    return username, password
+
+
+def login():
+    username, password = _credentials()
+    user = store().authenticate(username, password)
+    if user is None:
+        raise APIError(401, "invalid_credentials", "wrong username or password")
+    return jsonify(issue_tokens(user))
+
+
+def make_blueprint(limiter: Limiter, login_limit: str) -> Blueprint:
+    """A blueprint per app: the login limit belongs to that app's limiter."""
+    bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+    bp.add_url_rule("/login", "login",
+                    limiter.limit(login_limit, error_message="too many login attempts")(login),
+                    methods=["POST"])
+
+    @bp.post("/refresh")
+    @jwt_required(refresh=True)
+    def refresh():
+        # A fresh access token from a refresh token; the role comes from the table now.
+        return jsonify(issue_tokens(current_user, refresh=False))
+
+    @bp.get("/me")
+    @jwt_required()
+    def me():
+        return jsonify(current_user.to_dict())
+
+    return bp

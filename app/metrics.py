@@ -1,0 +1,182 @@
+"""GET /metrics: Prometheus text built at scrape time from the manager and the job store.
+
+A custom collector (not counters bumped in request handlers) because the truth lives
+elsewhere: worker state in the one manager (possibly another process), jobs in SQLite
+(written by Celery workers too). Each app gets its own CollectorRegistry so several
+apps in one process never clash on metric names.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+
+from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
+
+from app.db import connect
+from app.errors import error_response
+from app.supervisor.errors import SupervisorError
+
+log = logging.getLogger(__name__)
+bp = Blueprint("metrics", __name__)
+
+REGISTRY_KEY = "scm.metrics_registry"
+WORKER_STATES = ("STARTING", "RUNNING", "BACKOFF", "STOPPING", "STOPPED", "FAILED")
+RESTART_REASONS = ("crash", "hang", "memory", "manual")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+# Sheet jobs take seconds to minutes; the buckets span a calibration page to a 600-card run.
+DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class SupervisorCollector:
+    """Worker, queue and broker figures from the manager's status()."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+
+    def describe(self):
+        return []  # dynamic: nothing is collected at registration time
+
+    def collect(self):
+        from app.supervisor import manager_handle
+        try:
+            status = manager_handle(self.app).status()
+        except SupervisorError as exc:
+            log.warning("metrics: manager status unavailable: %s", exc)
+            status = {}
+        manager = status.get("manager") or {}
+        yield _gauge("scm_manager_up", "1 when a Celery worker manager runs for this instance",
+                     1 if manager.get("running") else 0)
+        broker = status.get("broker") or {}
+        yield _gauge("scm_broker_up", "1 when the broker answers", 1 if broker.get("reachable")
+                     else 0)
+        yield _gauge("scm_fallback_active", "1 while jobs run on the thread fallback",
+                     1 if status.get("mode") == "threads" else 0)
+
+        labels = ["worker", "queue"]
+        up = GaugeMetricFamily("scm_worker_up", "1 when the worker process runs", labels=labels)
+        state = GaugeMetricFamily("scm_worker_state", "1 for the worker's current state",
+                                  labels=labels + ["state"])
+        restarts = CounterMetricFamily("scm_worker_restarts", "worker restarts by reason",
+                                       labels=labels + ["reason"])
+        rss = GaugeMetricFamily("scm_worker_rss_bytes", "RSS of the worker's main process",
+                                labels=labels)
+        memory = GaugeMetricFamily("scm_worker_memory_bytes",
+                                   "PSS of the worker's whole process tree (the memory limit's "
+                                   "measure)", labels=labels)
+        cpu = GaugeMetricFamily("scm_worker_cpu_percent", "CPU use of the worker's process tree",
+                                labels=labels)
+        responsive = GaugeMetricFamily("scm_worker_responsive", "1 when the worker answers ping",
+                                       labels=labels)
+        pool = GaugeMetricFamily("scm_worker_pool_size", "worker pool processes", labels=labels)
+        for worker in status.get("workers") or []:
+            key = [str(worker.get("name")), str(worker.get("queue"))]
+            current = worker.get("state")
+            up.add_metric(key, 1 if current in ("STARTING", "RUNNING") and worker.get("pid")
+                          else 0)
+            for name in WORKER_STATES:
+                state.add_metric(key + [name], 1 if current == name else 0)
+            by_reason = worker.get("restarts_by_reason") or {}
+            for reason in RESTART_REASONS:
+                restarts.add_metric(key + [reason], float(by_reason.get(reason) or 0))
+            rss.add_metric(key, float(worker.get("rss_bytes") or 0))
+            memory.add_metric(key, float(worker.get("memory_bytes") or 0))
+            cpu.add_metric(key, float(worker.get("cpu_percent") or 0))
+            responsive.add_metric(key, 1 if worker.get("responsive") else 0)
+            pool.add_metric(key, float(worker.get("pool_size") or 0))
+        yield from (up, state, restarts, rss, memory, cpu, responsive, pool)
+
+        depth = GaugeMetricFamily("scm_queue_depth", "messages waiting in the queue",
+                                  labels=["queue"])
+        for name, count in (status.get("queues") or {}).items():
+            if count is not None:
+                depth.add_metric([name], float(count))
+        yield depth
+
+
+class JobsCollector:
+    """Jobs by kind and status, and a duration histogram, from the job rows."""
+
+    def __init__(self, app: Flask):
+        self.db_path = app.config["SETTINGS"].database_path
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        jobs = GaugeMetricFamily("scm_jobs", "jobs in the store by kind and status",
+                                 labels=["kind", "status"])
+        duration = HistogramMetricFamily(
+            "scm_job_duration_seconds", "run time of finished jobs (started to finished)",
+            labels=["kind", "status"])
+        try:
+            counts, histograms = self._query()
+        except Exception as exc:  # a locked or missing table must not fail the scrape
+            log.warning("metrics: job store unavailable: %s", exc)
+            counts, histograms = {}, {}
+        for (kind, status), n in sorted(counts.items()):
+            jobs.add_metric([kind, status], float(n))
+        for (kind, status), (buckets, total) in sorted(histograms.items()):
+            duration.add_metric([kind, status], buckets=buckets, sum_value=total)
+        yield jobs
+        yield duration
+
+    def _query(self):
+        conn = connect(self.db_path)
+        try:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                                "name='jobs'").fetchone():
+                return {}, {}
+            counts = {(r["kind"], r["status"]): r["n"] for r in conn.execute(
+                "SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")}
+            # Bucket in SQL: one row per (kind, status) whatever the number of jobs.
+            cases = ", ".join(f"SUM(CASE WHEN d <= {b} THEN 1 ELSE 0 END) AS b{i}"
+                              for i, b in enumerate(DURATION_BUCKETS))
+            rows = conn.execute(
+                f"SELECT kind, status, COUNT(*) AS n, SUM(d) AS total, {cases} FROM ("
+                "  SELECT kind, status, MAX(finished_at - started_at, 0) AS d FROM jobs"
+                "  WHERE finished_at IS NOT NULL AND started_at IS NOT NULL"
+                "  AND status IN ('succeeded', 'failed')"
+                ") GROUP BY kind, status").fetchall()
+        finally:
+            conn.close()
+        histograms = {}
+        for row in rows:
+            buckets = [(floatToGoString(b), float(row[f"b{i}"] or 0))
+                       for i, b in enumerate(DURATION_BUCKETS)]
+            buckets.append(("+Inf", float(row["n"])))
+            histograms[(row["kind"], row["status"])] = (buckets, float(row["total"] or 0))
+        return counts, histograms
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def registry(app: Flask) -> CollectorRegistry:
+    return app.extensions[REGISTRY_KEY]
+
+
+@bp.get("/metrics")
+def metrics():
+    token = current_app.config["SETTINGS"].METRICS_TOKEN
+    if token:
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return error_response(401, "authorization_required", "metrics need the bearer token",
+                                  {"WWW-Authenticate": 'Bearer realm="metrics"'})
+    return Response(generate_latest(registry(current_app)), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app: Flask) -> None:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SupervisorCollector(app))
+    reg.register(JobsCollector(app))
+    ProcessCollector(registry=reg)  # this HTTP process's own CPU, memory and fds
+    app.extensions[REGISTRY_KEY] = reg
+    app.register_blueprint(bp)

@@ -1,0 +1,106 @@
+"""Development server with the Celery worker manager and a code reloader.
+
+    python start_dev_with_celery.py [--no-reload]
+
+Debug logging; START_CELERY_WORKER defaults to true here.
+
+Reloader-safe: a small watcher process holds the listening socket and runs the app in a
+child; on a code change the child exits (code 3) after stopping its workers warm and the
+watcher starts a fresh one. Only that child (or the single process with --no-reload) runs
+the manager, so one set of workers exists at any time. Werkzeug's own watcher is not used
+because it SIGKILLs its child on SIGTERM, which would skip the warm stop.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+from app.settings import SettingsError, load_settings
+
+RELOAD_EXIT_CODE = 3  # werkzeug's reloader child exits with 3 to ask for a restart
+
+
+def _is_reloader_child() -> bool:
+    return os.environ.get("WERKZEUG_RUN_MAIN") == "true"
+
+
+def _die_with_watcher() -> None:
+    # If the watcher is killed outright, this child still stops (warm, via SIGTERM).
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, ctypes.c_ulong(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def watch(settings) -> int:
+    """Keep the port open across reloads; forward a stop to the child and wait for it."""
+    family = socket.AF_INET6 if ":" in settings.HOST else socket.AF_INET
+    listener = socket.create_server((settings.HOST, settings.PORT), family=family)
+    listener.set_inheritable(True)
+    env = dict(os.environ, WERKZEUG_RUN_MAIN="true",
+               WERKZEUG_SERVER_FD=str(listener.fileno()))
+    state = {"stopping": False, "child": None}
+
+    def stop(_signum, _frame):
+        state["stopping"] = True
+        child = state["child"]
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logging.getLogger(__name__).info("serving http://%s:%d (reloading on code changes)",
+                                     settings.HOST, settings.PORT)
+    try:
+        while True:
+            state["child"] = subprocess.Popen([sys.executable] + sys.argv, env=env,
+                                              pass_fds=(listener.fileno(),))
+            code = state["child"].wait()
+            if state["stopping"]:
+                return 0
+            if code != RELOAD_EXIT_CODE:
+                return code
+    finally:
+        listener.close()
+
+
+def serve(settings, *, use_reloader: bool) -> int:
+    from app import create_app
+    from app.supervisor import host_manager, manager_handle
+
+    app = create_app(settings)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        if settings.START_CELERY_WORKER:
+            if use_reloader:
+                _die_with_watcher()
+            host_manager(app, takeover=True)
+        # A code change ends the child with SystemExit(3): the finally stops the workers.
+        app.run(host=settings.HOST, port=settings.PORT, debug=True, use_reloader=use_reloader,
+                threaded=True)
+    finally:
+        manager_handle(app).close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    use_reloader = "--no-reload" not in argv
+    os.environ.setdefault("START_CELERY_WORKER", "true")
+    try:
+        settings = load_settings(LOG_LEVEL="DEBUG")
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.DEBUG,
+                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    if use_reloader and not _is_reloader_child():
+        return watch(settings)
+    return serve(settings, use_reloader=use_reloader)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
