@@ -86,7 +86,13 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    if _MANAGER_IN_PARENT or not _settings.START_CELERY_WORKER:
+    if _MANAGER_IN_PARENT:
+        return  # start_with_celery.py hosts the manager and the reconciler
+    if not _settings.START_CELERY_WORKER:
+        # No manager anywhere: one worker (by lock) still resumes journaled thread jobs
+        # and sweeps lost jobs and old outputs.
+        from app.jobs import start_reconciler
+        start_reconciler(worker.wsgi)
         return
     from app.supervisor import host_manager
     if host_manager(worker.wsgi, takeover=True):
@@ -99,7 +105,9 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     if app is None or not hasattr(app, "extensions"):
         return
+    from app.jobs import stop_reconciler
     from app.supervisor import manager_handle
+    stop_reconciler(app)
     handle = manager_handle(app)
     if handle.is_owner:
         worker.log.info("worker %s stops the Celery worker manager", os.getpid())

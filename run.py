@@ -13,6 +13,7 @@ import sys
 
 from app import create_app
 from app.settings import SettingsError, load_settings
+from app.jobs import start_reconciler, stop_reconciler
 from app.supervisor import host_manager, manager_handle
 
 
@@ -28,12 +29,18 @@ def main() -> int:
     # SIGTERM unwinds like Ctrl-C, so the finally below stops the workers warm.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        if settings.START_CELERY_WORKER and not host_manager(app, takeover=True):
-            logging.getLogger(__name__).info(
-                "another process runs the manager for %s; using it", settings.INSTANCE_PATH)
+        if settings.START_CELERY_WORKER:
+            if not host_manager(app, takeover=True):
+                logging.getLogger(__name__).info(
+                    "another process runs the manager for %s; using it",
+                    settings.INSTANCE_PATH)
+        else:
+            # No manager here, but journaled thread jobs and old outputs still need care.
+            start_reconciler(app)
         app.run(host=settings.HOST, port=settings.PORT, debug=False, use_reloader=False,
                 threaded=True)
     finally:
+        stop_reconciler(app)
         manager_handle(app).close()
     return 0
 

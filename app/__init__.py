@@ -24,6 +24,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         TESTING=settings.APP_ENV == "testing",
     )
     logging.getLogger("app").setLevel(settings.LOG_LEVEL.upper())
+    if settings.TRUSTED_PROXIES:
+        # Client addresses (login rate limit) come from the proxies' X-Forwarded-For.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXIES,
+                                x_proto=settings.TRUSTED_PROXIES)
 
     # Each package wires itself; none of these starts anything.
     from app import errors, extensions, metrics, openapi

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     ADMIN_USERNAME: str | None = None
     ADMIN_PASSWORD: str | None = None
     LOGIN_RATE_LIMIT: str = "10 per minute"
+    # How many reverse proxies in front set X-Forwarded-For; 0 trusts no header.
+    TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
     RATELIMIT_STORAGE_URI: str = "memory://"
     METRICS_TOKEN: str | None = None
 

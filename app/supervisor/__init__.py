@@ -42,15 +42,12 @@ def host_manager(app: Flask, *, takeover: bool = True) -> bool:
         from app.supervisor.manager import CeleryWorkerManager
         reconciler = _make_reconciler(app)
         services["reconciler"] = reconciler
-        lost = reconciler.redispatch_worker_jobs if reconciler is not None else None
-        return CeleryWorkerManager(settings, on_worker_lost=lost)
+        return CeleryWorkerManager(settings, on_worker_lost=reconciler.redispatch_worker_jobs)
 
     def opened(_manager):
-        reconciler = services.get("reconciler")
-        if reconciler is not None:
-            # Journaled thread-mode jobs of a crashed run first, then the periodic sweep.
-            reconciler.resume_journal()
-            reconciler.start()
+        # Journaled thread-mode jobs of a crashed run first, then the periodic sweep.
+        services["reconciler"].resume_journal()
+        services["reconciler"].start()
 
     def closing():
         reconciler = services.pop("reconciler", None)
@@ -61,11 +58,8 @@ def host_manager(app: Flask, *, takeover: bool = True) -> bool:
 
 
 def _make_reconciler(app: Flask):
-    try:
-        from app.jobs import services as job_services
-        from app.jobs.reconciler import Reconciler
-    except ModuleNotFoundError:
-        log.warning("app.jobs.reconciler is not available; lost jobs will not be re-dispatched")
-        return None
+    from app.jobs import services as job_services
+    from app.jobs.reconciler import Reconciler
+
     jobs = job_services(app)
     return Reconciler(app.config["SETTINGS"], jobs.store, jobs.dispatcher)

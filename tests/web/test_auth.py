@@ -164,3 +164,19 @@ def test_large_login_body_is_refused_unread(client):
     response = client.post("/api/auth/login", data=b"{" + b" " * 100_000 + b"}",
                            content_type="application/json")
     assert response.status_code == 413
+
+
+def test_login_limit_per_forwarded_client_behind_trusted_proxy(tmp_path):
+    from app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, TRUSTED_PROXIES=1, LOGIN_RATE_LIMIT="2 per minute"))
+    client = app.test_client()
+
+    def attempt(addr):
+        return client.post("/api/auth/login", json={"username": "nobody", "password": "x" * 8},
+                           headers={"X-Forwarded-For": addr}).status_code
+
+    assert [attempt("203.0.113.5") for _ in range(3)] == [401, 401, 429]
+    # Another client behind the same proxy is not locked out by the first one.
+    assert attempt("203.0.113.6") == 401
