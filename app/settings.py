@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -187,14 +188,30 @@ class Settings(BaseSettings):
     def wants_embedded_redis(self) -> bool:
         return self.EMBEDDED_REDIS and not self.broker_configured
 
-    @property
-    def embedded_redis_socket(self) -> Path:
-        """Where the embedded redis-server listens (a Unix socket, no TCP port to collide)."""
-        path = self.run_dir / "redis.sock"
+    def socket_path(self, name: str) -> Path:
+        """run/<name>, or a short private per-instance folder when that exceeds sun_path.
+
+        The fallback lives in the temp folder, where another local user could create it
+        first: it is used only when it is ours and private.
+        """
+        path = self.run_dir / name
         if len(str(path)) <= 100:  # sun_path holds 108 bytes
             return path
         digest = hashlib.sha256(str(self.INSTANCE_PATH).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"scm-{digest}" / "redis.sock"
+        folder = Path(tempfile.gettempdir()) / f"scm-{os.getuid()}-{digest}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() \
+                or stat.S_IMODE(info.st_mode) & 0o077:
+            raise SettingsError(
+                f"{folder} (socket folder for a long INSTANCE_PATH) is not a private folder "
+                "owned by this user; remove it or use a shorter INSTANCE_PATH")
+        return folder / name
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        """Where the embedded redis-server listens (a Unix socket, no TCP port to collide)."""
+        return self.socket_path("redis.sock")
 
     @property
     def broker_url(self) -> str | None:
@@ -222,7 +239,10 @@ class Settings(BaseSettings):
         for path in (self.INSTANCE_PATH, self.run_dir, self.outputs_dir,
                      self.uploads_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
+        # Password hashes, uploads and outputs: no other local user may read them.
+        for folder in (self.INSTANCE_PATH, self.run_dir):
+            if folder.stat().st_uid == os.getuid():
+                os.chmod(folder, 0o700)
 
 
 def mask_url(url: str | None) -> str | None:
