@@ -13,7 +13,6 @@ start_with_celery.py the parent process owns the manager and the workers never t
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -74,8 +73,8 @@ def _die_with_parent(parent: int) -> None:
     """The master exits when start_with_celery.py dies, even by SIGKILL (no orphans)."""
     if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, ctypes.c_ulong(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    from app.supervisor.shim import set_parent_death_signal
+    set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:  # it died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
 

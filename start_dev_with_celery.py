@@ -12,7 +12,6 @@ because it SIGKILLs its child on SIGTERM, which would skip the warm stop.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ import subprocess
 import sys
 
 from app.settings import SettingsError, load_settings
+from app.supervisor.shim import set_parent_death_signal
 
 RELOAD_EXIT_CODE = 3  # werkzeug's reloader child exits with 3 to ask for a restart
 
@@ -32,8 +32,7 @@ def _is_reloader_child() -> bool:
 def _die_with_watcher() -> None:
     # If the watcher is killed outright, this child still stops (warm, via SIGTERM).
     if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, ctypes.c_ulong(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        set_parent_death_signal(signal.SIGTERM)
 
 
 def watch(settings) -> int:

@@ -49,12 +49,14 @@ def gunicorn_env(settings) -> dict[str, str]:
 
 
 def main() -> int:
-    os.environ.setdefault("START_CELERY_WORKER", "true")
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if "START_CELERY_WORKER" not in settings.model_fields_set:
+        # This entry point exists to run workers; an explicit false (env or .env) still wins.
+        settings = settings.model_copy(update={"START_CELERY_WORKER": True})
     logging.basicConfig(level=settings.LOG_LEVEL.upper(),
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
 

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import time
+from pathlib import Path
 
 from flask import Flask
 
@@ -10,10 +14,38 @@ from app.settings import Settings, load_settings
 __all__ = ["create_app"]
 
 
+def instance_secret(path: Path) -> str:
+    """A random secret made once per instance folder and shared by all its processes.
+
+    Outside production no JWT_SECRET_KEY is required, but a constant one would let anyone
+    mint tokens for a development server that happens to be reachable.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text().strip()
+        if secret:
+            return secret
+        # Another process is between create and write: give it a moment.
+        for _ in range(50):
+            time.sleep(0.02)
+            secret = path.read_text().strip()
+            if secret:
+                return secret
+        raise RuntimeError(f"{path} is empty; delete it to make a new secret")
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the application. Starts no thread and no process: entry points do that."""
     settings = settings or load_settings()
     settings.ensure_dirs()
+    if not settings.JWT_SECRET_KEY:
+        settings = settings.model_copy(
+            update={"JWT_SECRET_KEY": instance_secret(settings.run_dir / "jwt_secret")})
 
     app = Flask(__name__, instance_path=str(settings.INSTANCE_PATH))
     app.config.update(
@@ -33,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Each package wires itself; none of these starts anything.
     from app import errors, extensions, metrics, openapi
     from app.auth import init_app as init_auth
-    from app.cards.cli import cards_cli
+    from app.cli.cards import cards_cli
     from app.jobs import init_app as init_jobs
     from app.supervisor import init_app as init_supervisor
     from app.web import init_app as init_web

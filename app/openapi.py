@@ -2,7 +2,7 @@
 
 Hand-written rather than generated so it states the contract (status codes, error
 shape, limits) instead of echoing whatever the code happens to accept; the fuzz tests
-(tests/e2e/test_fuzz.py) hold the code to it. Request bodies of the admin API come from
+(tests/e2e/test_bad_input_e2e.py, schemathesis) hold the code to it. Request bodies of the admin API come from
 the pydantic models that validate them, so the two cannot drift.
 """
 from __future__ import annotations

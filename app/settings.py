@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
+# A placeholder people copy from examples; never accepted in production.
 DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
 
@@ -40,7 +41,8 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
 
     # --- auth --------------------------------------------------------------
-    JWT_SECRET_KEY: str = DEFAULT_JWT_SECRET
+    # Unset outside production: a random secret is kept in the instance folder.
+    JWT_SECRET_KEY: str | None = None
     JWT_ACCESS_TOKEN_MINUTES: int = Field(15, ge=1, le=24 * 60)
     JWT_REFRESH_TOKEN_DAYS: int = Field(14, ge=1, le=365)
     ADMIN_USERNAME: str | None = None
@@ -109,7 +111,8 @@ class Settings(BaseSettings):
 
     @field_validator("CELERY_TEST_FAIL_QUEUE", "REDIS_URL", "REDIS_HOST", "REDIS_PASSWORD",
                      "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "ADMIN_USERNAME",
-                     "ADMIN_PASSWORD", "METRICS_TOKEN", "REDIS_SERVER_BINARY", mode="before")
+                     "ADMIN_PASSWORD", "METRICS_TOKEN", "REDIS_SERVER_BINARY", "JWT_SECRET_KEY",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -122,7 +125,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_real_secret(self):
         if self.APP_ENV == "production":
-            secret = self.JWT_SECRET_KEY
+            secret = self.JWT_SECRET_KEY or ""
             if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_PRODUCTION_SECRET_LENGTH \
                     or len(set(secret)) < 8:
                 raise ValueError(
@@ -261,7 +264,13 @@ def mask_url(url: str | None) -> str | None:
 
 
 def load_settings(**overrides) -> Settings:
-    """Settings from the environment, with validation errors turned into one clear message."""
+    """Settings from the environment, with validation errors turned into one clear message.
+
+    SCM_ENV_FILE names the dotenv file (default `.env`; empty: none), so test servers and
+    their workers are not steered by a developer's `.env`.
+    """
+    if "_env_file" not in overrides:
+        overrides["_env_file"] = os.environ.get("SCM_ENV_FILE", ".env") or None
     try:
         return Settings(**overrides)
     except ValidationError as exc:

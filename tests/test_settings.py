@@ -55,3 +55,18 @@ def test_long_instance_path_keeps_socket_short(tmp_path):
     deep = tmp_path / ("d" * 120)
     settings = load_settings(_env_file=None, INSTANCE_PATH=deep)
     assert len(str(settings.embedded_redis_socket)) < 108
+
+
+def test_development_secret_is_random_per_instance_and_shared(tmp_path):
+    from app import create_app
+    from tests.conftest import make_settings
+
+    first = create_app(make_settings(tmp_path / "one", JWT_SECRET_KEY=None))
+    again = create_app(make_settings(tmp_path / "one", JWT_SECRET_KEY=None))
+    other = create_app(make_settings(tmp_path / "two", JWT_SECRET_KEY=None))
+    secret = first.config["JWT_SECRET_KEY"]
+    assert len(secret) >= 48 and secret != DEFAULT_JWT_SECRET
+    assert again.config["JWT_SECRET_KEY"] == secret          # every process of one instance
+    assert other.config["JWT_SECRET_KEY"] != secret          # never shared across instances
+    secret_file = tmp_path / "one" / "instance" / "run" / "jwt_secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600

@@ -1,7 +1,7 @@
 """The card engine: card images in, printable Silhouette sheet PDFs out.
 
 Pure library code: no Flask, Celery or Redis here (the `flask cards` commands live in
-`app.cards.cli`, which is imported only by the application). Geometry follows
+`app.cli.cards`). Geometry follows
 shared/spec/card-format.md to the pixel.
 """
 from app.cards.calibration import calibration_sheet

@@ -7,7 +7,7 @@ import pytest
 from flask import Flask
 from pypdf import PdfReader
 
-from app.cards.cli import cards_cli
+from app.cli.cards import cards_cli
 from tests.cards.helpers import PALETTE
 
 
@@ -113,3 +113,19 @@ def test_back_file_chooses_among_several(deck, tmp_path):
     result = cli()("generate", "--front-dir", deck / "fronts", "--back-dir", deck / "backs",
                    "--back-file", "other.png", "--output", tmp_path / "o.pdf")
     assert result.exit_code == 0, result.output
+
+
+def test_card_engine_imports_no_framework():
+    # The engine is a library: none of its modules imports web or queue code.
+    import ast
+    from pathlib import Path
+
+    import app.cards
+    banned = {"flask", "celery", "redis", "kombu", "werkzeug"}
+    offenders = []
+    for source in Path(app.cards.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{source.name}: {n}" for n in names if n.split(".")[0] in banned]
+    assert offenders == []

@@ -1,0 +1,1 @@
+"""Command-line groups the application adds to `flask`: `flask cards ...`."""
