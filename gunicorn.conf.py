@@ -104,10 +104,11 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     if app is None or not hasattr(app, "extensions"):
         return
-    from app.jobs import stop_reconciler
+    from app.jobs import close_services
     from app.supervisor import manager_handle
-    stop_reconciler(app)
     handle = manager_handle(app)
     if handle.is_owner:
         worker.log.info("worker %s stops the Celery worker manager", os.getpid())
         handle.close()
+    # Reconciler, thread pool and Celery client; unfinished thread jobs stay journaled.
+    close_services(app)

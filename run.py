@@ -13,7 +13,7 @@ import sys
 
 from app import create_app
 from app.settings import SettingsError, load_settings
-from app.jobs import start_reconciler, stop_reconciler
+from app.jobs import close_services, start_reconciler
 from app.supervisor import host_manager, manager_handle
 
 
@@ -40,8 +40,8 @@ def main() -> int:
         app.run(host=settings.HOST, port=settings.PORT, debug=False, use_reloader=False,
                 threaded=True)
     finally:
-        stop_reconciler(app)
         manager_handle(app).close()
+        close_services(app)
     return 0
 
 

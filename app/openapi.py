@@ -325,8 +325,13 @@ def _schemas() -> dict:
             "queues": {"type": "object",
                        "additionalProperties": {"type": "integer", "nullable": True}},
             "manager": {"type": "object"}}},
-        "Purged": {"type": "object", "required": ["purged"], "properties": {"purged": {
-            "type": "object", "additionalProperties": {"type": "integer"}}}},
+        "Purged": {"type": "object", "required": ["purged"], "properties": {
+            "purged": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "messages removed per queue"},
+            "jobs_failed": {"type": "object", "nullable": True,
+                            "additionalProperties": {"type": "integer"},
+                            "description": "jobs marked failed per queue (their messages "
+                                           "were purged); null if that step failed"}}},
         "JobAccepted": {"type": "object", "required": ["id", "status_url"], "properties": {
             "id": {"type": "string"}, "status_url": {"type": "string"}}},
         "Job": {"type": "object",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Callable, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Protocol
 
 from app.celery_config import CLIENT_PUBLISH_RETRY_POLICY, TASK_FOR_KIND, make_celery
 from app.jobs.fallback import ThreadFallback, pool_node
@@ -38,7 +39,10 @@ class Dispatcher:
         # None: no local manager information (workers may run on other hosts).
         self.worker_available = worker_available
         self._celery = celery_app
+        self._owns_celery = celery_app is None
         self._celery_lock = threading.Lock()
+        self._inspector: ThreadPoolExecutor | None = None
+        self._inspector_thread: threading.Thread | None = None
 
     @property
     def celery(self):
@@ -48,6 +52,49 @@ class Dispatcher:
                 if self._celery is None:
                     self._celery = make_celery(self.settings, role="client")
         return self._celery
+
+    def query_task(self, task_ids: Iterable[str], timeout: float) -> dict:
+        """`control.inspect(timeout).query_task(*task_ids)`, always on this dispatcher's
+        one long-lived inspector thread.
+
+        Celery's broadcast replies come back on a reply queue named after the calling
+        *thread* (kombu's Mailbox.oid is thread-local); every new thread that inspects
+        leaves one more reply-queue binding in Redis. Funnelling every inspect of the
+        process through a single thread keeps that to one binding.
+        """
+        task_ids = list(task_ids)
+
+        def query() -> dict:
+            return self.celery.control.inspect(timeout=timeout).query_task(*task_ids) or {}
+
+        if threading.current_thread() is self._inspector_thread:
+            return query()
+        with self._celery_lock:
+            if self._inspector is None:
+                self._inspector = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="celery-inspect",
+                    initializer=self._remember_inspector_thread)
+            inspector = self._inspector
+        return inspector.submit(query).result()
+
+    def _remember_inspector_thread(self) -> None:
+        self._inspector_thread = threading.current_thread()
+
+    def close(self) -> None:
+        """Stop the inspector thread and close the Celery client this dispatcher made
+        (its broker connection pool); a client passed in belongs to the caller."""
+        with self._celery_lock:
+            inspector, self._inspector = self._inspector, None
+            celery = self._celery if self._owns_celery else None
+            if self._owns_celery:
+                self._celery = None
+        if inspector is not None:
+            inspector.shutdown(wait=True)
+        if celery is not None:
+            try:
+                celery.close()
+            except Exception as exc:
+                log.debug("closing the Celery client failed: %s", exc)
 
     def celery_usable(self, queue: str) -> bool:
         if not self.settings.broker_url or self.broker_monitor is None:

@@ -34,7 +34,7 @@ import logging
 import socket
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable
 
 from app.jobs.cleanup import cleanup_expired
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://", "unix://")
 PRIORITY_STEPS = (0, 3, 6, 9)   # kombu's default; each step is its own Redis list
 PRIORITY_SEP = "\x06\x16"
+PURGED_ERROR = "purged by an administrator"
 
 
 class Reconciler:
@@ -73,6 +74,8 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one sweep at a time (tick vs worker-lost hook)
+        self._hook_executor: ThreadPoolExecutor | None = None
+        self._hook_lock = threading.Lock()
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
@@ -87,6 +90,10 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        with self._hook_lock:
+            executor, self._hook_executor = self._hook_executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=False)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -173,6 +180,61 @@ class Reconciler:
         return [self._resend(job) for job in candidates
                 if job.task_id not in held and self._still_queued(job)]
 
+    # --- after an administrator's purge -------------------------------------------------
+    def fail_purged(self, queues: Iterable[str], *, purge_started: float,
+                    purge_finished: float) -> dict[str, int]:
+        """Fail the Celery jobs whose messages a broker purge of `queues` removed.
+
+        Without this the jobs stay queued on Celery, and `_resend_lost` would publish
+        them again a minute later: the purge would silently be undone. A job counts as
+        purged when it was published before the purge finished, yet its message is not in
+        the broker any more and no live worker holds it (a job a worker had already
+        taken is running, or is reserved by that worker, and is left alone; one published
+        after the purge is in the queue). Returns {queue: jobs failed}.
+        """
+        queues = list(dict.fromkeys(queues))
+        counts = {name: 0 for name in queues}
+        with self._lock:
+            snapshot_at = time.time()
+            in_broker: set[str] | None = set()
+            if any(self.store.queued_celery(published_before=purge_finished, queue=name)
+                   for name in queues):
+                in_broker = self._broker_contents_of(queues)
+            if in_broker is None:
+                # The queues could not be read after the purge: only jobs published before
+                # it started were certainly in the purged lists.
+                cutoff = purge_started
+                in_broker = set()
+            else:
+                cutoff = min(purge_finished, snapshot_at)
+            candidates = [job for name in queues
+                          for job in self.store.queued_celery(published_before=cutoff,
+                                                              queue=name)
+                          if job.id not in in_broker and job.task_id not in in_broker]
+            if not candidates:
+                return counts
+            held = self._held_by_workers([job.task_id for job in candidates if job.task_id])
+            # Unknown (the inspect failed): the administrator asked for these to go.
+            held = held or set()
+            failed = self.store.fail_purged(
+                [(job.id, job.task_id) for job in candidates if job.task_id not in held],
+                PURGED_ERROR)
+        for job in candidates:
+            if job.id in failed:
+                counts[job.queue] = counts.get(job.queue, 0) + 1
+        if failed:
+            log.warning("purge of %s failed %d queued job(s)", queues, len(failed))
+        return counts
+
+    def _broker_contents_of(self, queues: list[str]) -> set[str] | None:
+        found: set[str] = set()
+        for name in queues:
+            ids = self._broker_contents(name)
+            if ids is None:
+                return None
+            found |= ids
+        return found
+
     def _still_queued(self, job: Job) -> bool:
         current = self.store.get(job.id)
         return current is not None and current.status == "queued" \
@@ -184,20 +246,24 @@ class Reconciler:
         """A worker died: bring back the job it was running and any it had reserved.
 
         Returns at once (the manager calls this from its monitor thread, which must keep
-        restarting workers); the work happens on a short-lived thread. The Future's
-        result is the list of re-sent job ids.
+        restarting workers); the work happens on one long-lived thread shared by every
+        worker death (they are serialised by the sweep lock anyway), not a new thread per
+        death. The Future's result is the list of re-sent job ids.
         """
-        future: Future = Future()
+        with self._hook_lock:
+            if self._hook_executor is None:
+                self._hook_executor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="job-reconciler-lost")
+            executor = self._hook_executor
 
         def work():
             try:
-                future.set_result(self._redispatch_worker_jobs(worker_name, queue))
-            except BaseException as exc:
+                return self._redispatch_worker_jobs(worker_name, queue)
+            except BaseException:
                 log.exception("re-dispatching the jobs of %s failed", worker_name)
-                future.set_exception(exc)
+                raise
 
-        threading.Thread(target=work, name="job-reconciler-lost", daemon=True).start()
-        return future
+        return executor.submit(work)
 
     def _redispatch_worker_jobs(self, worker_name: str, queue: str | None) -> list[str]:
         with self._lock:
@@ -289,8 +355,8 @@ class Reconciler:
         if not task_ids:
             return set()
         try:
-            replies = self.dispatcher.celery.control.inspect(
-                timeout=self.inspect_timeout).query_task(*task_ids) or {}
+            # On the dispatcher's one inspector thread: see Dispatcher.query_task.
+            replies = self.dispatcher.query_task(task_ids, self.inspect_timeout)
         except Exception as exc:
             log.info("reconciler: cannot inspect workers (%s)", exc)
             return None

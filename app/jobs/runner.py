@@ -6,13 +6,13 @@ Idempotency per job id (see `app.jobs.store` for the lease protocol):
 * a job running elsewhere with a fresh heartbeat is not started again (`busy`);
 * a run whose lease was broken stops at its next progress report or heartbeat, and its
   final write is refused, so it cannot complete the job a second time;
-* the output is written to a private temporary file and renamed into place, so readers
-  only ever see a whole PDF, whichever run wrote it.
+* the output is written by the card engine, which writes a private temporary file and
+  renames it into place (`app.cards.pdf.write_atomically`), so readers only ever see a
+  whole PDF, whichever run wrote it.
 """
 from __future__ import annotations
 
 import logging
-import os
 import random
 import sqlite3
 import threading
@@ -74,38 +74,27 @@ def output_path(settings: Settings, job_id: str) -> Path:
     return settings.outputs_dir / f"{job_id}.pdf"
 
 
-def _temporary_output(settings: Settings, job_id: str) -> Path:
-    # Unique per run: two runs of one job (after a broken lease) never share a temp file.
-    return settings.outputs_dir / f".{job_id}.{os.getpid()}.{threading.get_ident()}.tmp.pdf"
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
-
-
 # --- the plain per-kind functions ------------------------------------------------------
 # Each returns (output path, one-line summary for the job's message).
 def generate_sheets(job_id: str, params: dict, progress: Progress | None = None, *,
                     settings: Settings) -> tuple[Path, str]:
     """Card images in uploads/<job_id>/ -> outputs/<job_id>.pdf."""
-    return _produce(settings, job_id, lambda tmp: engine.generate(
-        upload_dir(settings, job_id), params, tmp, progress, settings=settings))
+    return _produce(settings, job_id, lambda out: engine.generate(
+        upload_dir(settings, job_id), params, out, progress, settings=settings))
 
 
 def offset_sheets(job_id: str, params: dict, progress: Progress | None = None, *,
                   settings: Settings) -> tuple[Path, str]:
     """uploads/<job_id>/input.pdf with back pages shifted -> outputs/<job_id>.pdf."""
     source = upload_dir(settings, job_id) / "input.pdf"
-    return _produce(settings, job_id, lambda tmp: engine.offset(
-        source, int(params.get("x", 0)), int(params.get("y", 0)), tmp, progress))
+    return _produce(settings, job_id, lambda out: engine.offset(
+        source, int(params.get("x", 0)), int(params.get("y", 0)), out, progress))
 
 
 def calibration_sheet(job_id: str, params: dict, progress: Progress | None = None, *,
                       settings: Settings) -> tuple[Path, str]:
-    return _produce(settings, job_id, lambda tmp: engine.calibration(
-        params["paper_size"], tmp, progress))
+    return _produce(settings, job_id, lambda out: engine.calibration(
+        params["paper_size"], out, progress))
 
 
 KIND_FUNCTIONS = {
@@ -117,13 +106,14 @@ KIND_FUNCTIONS = {
 
 def _produce(settings: Settings, job_id: str,
              write: Callable[[Path], str | None]) -> tuple[Path, str]:
+    """Let the card engine write the final path directly: every engine entry point writes
+    through `app.cards.pdf.write_atomically` (a unique temporary file beside the target,
+    then `os.replace`), so a killed run or two racing runs of one job never leave a
+    partial PDF there. A second temporary file + rename + fsync here only doubled the I/O.
+    """
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    tmp, final = _temporary_output(settings, job_id), output_path(settings, job_id)
-    try:
-        summary = write(tmp) or ""
-        _publish(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    final = output_path(settings, job_id)
+    summary = write(final) or ""
     return final, summary
 
 

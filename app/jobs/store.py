@@ -297,6 +297,25 @@ class JobStore:
             " finished_at = ?, heartbeat_at = ? WHERE id = ? AND lease = ? AND status = 'running'",
             (error, now, now, job_id, token)) == 1
 
+    def fail_purged(self, jobs: Iterable[tuple[str, str | None]], error: str) -> set[str]:
+        """Fail queued Celery jobs whose broker messages an administrator purged.
+
+        `jobs` are (job id, task id) pairs: a job changes only while it is still queued on
+        Celery with that same task id, so a job a worker claimed meanwhile, or one the
+        reconciler re-published under a new task id, is left alone. One transaction.
+        Returns the ids of the jobs failed."""
+        now = time.time()
+        failed: set[str] = set()
+        with self._tx() as conn:
+            for job_id, task_id in jobs:
+                changed = conn.execute(
+                    "UPDATE jobs SET status = 'failed', error = ?, message = 'failed',"
+                    " lease = NULL, finished_at = ? WHERE id = ? AND status = 'queued'"
+                    " AND mode = 'celery' AND task_id IS ?", (error, now, job_id, task_id))
+                if changed.rowcount == 1:
+                    failed.add(job_id)
+        return failed
+
     def release(self, job_id: str, token: str, message: str) -> bool:
         """Give a claimed job back (a transient failure will be retried)."""
         return self._write(
@@ -407,10 +426,24 @@ class _Immediate:
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
+        if exc_type is not None:
+            self._rollback()
+            return
+        try:
             self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+        except BaseException:
+            # A failed COMMIT (SQLITE_BUSY, disk full, I/O error) leaves the transaction
+            # open on this thread's connection; every later statement of this thread
+            # would then run inside it. Roll back and let the caller see the error.
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the transaction is already gone (SQLite rolls back on some errors)
 
 
 _stores: dict[Path, JobStore] = {}

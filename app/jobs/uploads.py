@@ -4,6 +4,7 @@ one never exposes a half-written folder to a worker.
 """
 from __future__ import annotations
 
+import errno
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,14 @@ from app.jobs.cleanup import STAGING_PREFIX
 from app.jobs.validation import bad, safe_relative_name
 
 PDF_MAGIC = b"%PDF-"
+
+# File-system refusals caused by the client's choice of names.
+_NAME_ERRNOS = {
+    errno.ENAMETOOLONG: "name too long",
+    errno.EEXIST: "a file and a folder share that name",
+    errno.EISDIR: "a folder already has that name",
+    errno.ENOTDIR: "a file already has the name of one of its folders",
+}
 
 
 class Staging:
@@ -34,10 +43,19 @@ class Staging:
         if not self._committed:
             shutil.rmtree(self.path, ignore_errors=True)
 
-    def save(self, storage: FileStorage, relative: str) -> Path:
+    def save(self, storage: FileStorage, relative: str, label: str | None = None) -> Path:
+        """Save one uploaded file at `relative` (a safe name). A name the file system
+        refuses (too long, or clashing with a folder of another upload) is the client's
+        fault: a 400 naming it, never a 500."""
         target = self.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        storage.save(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            storage.save(target)
+        except OSError as exc:
+            if exc.errno in _NAME_ERRNOS:
+                raise bad(f"{label or relative}: the name {relative!r} cannot be stored "
+                          f"({_NAME_ERRNOS[exc.errno]})", "invalid_file") from None
+            raise
         return target
 
     def commit(self) -> Path:
@@ -55,13 +73,21 @@ def save_images(staging: Staging, files: list[FileStorage], folder: str, field: 
                 max_pixels: int) -> list[str]:
     """Save and check card images; returns their safe relative names."""
     names: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] = set()      # file names, lower case
+    folders: set[str] = set()   # every folder those names create, lower case
     for storage in files:
         name = safe_relative_name(storage.filename, field)
-        if name.lower() in seen:
+        key = name.lower()
+        if key in seen:
             raise bad(f"{field}: two files are named {name!r}", "invalid_file")
-        seen.add(name.lower())
-        path = staging.save(storage, f"{folder}/{name}")
+        parents = ["/".join(key.split("/")[:depth]) for depth in range(1, key.count("/") + 1)]
+        clash = key if key in folders else next((p for p in parents if p in seen), None)
+        if clash is not None:
+            raise bad(f"{field}: {clash!r} is both a file and a folder of other files; "
+                      "rename one of them", "invalid_file")
+        seen.add(key)
+        folders.update(parents)
+        path = staging.save(storage, f"{folder}/{name}", f"{field} file {storage.filename!r}")
         check_image(path, f"{field} file {storage.filename!r}", max_pixels)
         names.append(name)
     return names

@@ -34,32 +34,30 @@ def host_manager(app: Flask, *, takeover: bool = True) -> bool:
     True when this process now owns it; False when another process does (this one then
     reaches it through the socket, and with `takeover` replaces it if it dies).
     Entry points call this; `create_app()` never does.
+
+    The periodic reconciler goes through `app.jobs.start_reconciler`, i.e. through the
+    same `run/jobs-reconciler.lock` as every other process, so exactly one sweep runs per
+    instance folder. The manager's `on_worker_lost` always runs here, in the process that
+    sees the workers die: it uses this process's reconciler, or - when another process
+    already holds the lock and sweeps - a standby reconciler that never sweeps (see
+    `app.jobs.worker_lost_hook`).
     """
     handle = manager_handle(app)
-    services: dict = {}
 
     def factory(settings):
+        from app.jobs import worker_lost_hook
         from app.supervisor.manager import CeleryWorkerManager
-        reconciler = _make_reconciler(app)
-        services["reconciler"] = reconciler
-        return CeleryWorkerManager(settings, on_worker_lost=reconciler.redispatch_worker_jobs)
+        return CeleryWorkerManager(settings, on_worker_lost=worker_lost_hook(app))
 
     def opened(_manager):
-        # Journaled thread-mode jobs of a crashed run first, then the periodic sweep.
-        services["reconciler"].resume_journal()
-        services["reconciler"].start()
+        # Journaled thread-mode jobs of a crashed run first, then the periodic sweep
+        # (both inside start_reconciler), unless another process already runs it.
+        from app.jobs import start_reconciler
+        if start_reconciler(app) is None:
+            log.info("another process runs the jobs reconciler for this instance")
 
     def closing():
-        reconciler = services.pop("reconciler", None)
-        if reconciler is not None:
-            reconciler.stop()
+        from app.jobs import stop_reconciler
+        stop_reconciler(app)
 
     return handle.acquire(factory, on_opened=opened, on_closing=closing, takeover=takeover)
-
-
-def _make_reconciler(app: Flask):
-    from app.jobs import services as job_services
-    from app.jobs.reconciler import Reconciler
-
-    jobs = job_services(app)
-    return Reconciler(app.config["SETTINGS"], jobs.store, jobs.dispatcher)

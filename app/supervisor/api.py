@@ -134,7 +134,22 @@ def purge():
     body = _body(PurgeBody, required=True)
     # Distinct names, in the caller's order: purging a queue twice would report 0 the 2nd time.
     queues = list(dict.fromkeys(body.queues))
-    return jsonify(_handle().purge(queues))
+    import time
+
+    from app.jobs import fail_purged_jobs
+
+    started = time.time()
+    result = dict(_handle().purge(queues))
+    # The purge emptied the broker's lists, but the jobs would still be queued on Celery in
+    # the store, and the jobs reconciler would publish them again: fail them instead.
+    try:
+        result["jobs_failed"] = fail_purged_jobs(
+            current_app, list(result.get("purged") or queues), purge_started=started,
+            purge_finished=time.time())
+    except Exception:  # the purge itself succeeded; say so, with the jobs part unknown
+        log.exception("failing the jobs of purged queues %s failed", queues)
+        result["jobs_failed"] = None
+    return jsonify(result)
 
 
 def register_error_handlers(app: Flask) -> None:

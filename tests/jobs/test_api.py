@@ -4,6 +4,7 @@ bad input that must always be a 400 leaving nothing behind."""
 from __future__ import annotations
 
 import io
+import time
 
 import pypdfium2
 import pytest
@@ -57,11 +58,10 @@ class Api:
         return wait_for(finished, timeout, message=f"job {job_id}")
 
     def close(self):
-        jobs = self.app.extensions.get("scm.jobs")
-        if jobs is not None:
-            jobs.fallback.shutdown(wait=10)
+        from app.jobs import close_services
         from app.supervisor import manager_handle
         manager_handle(self.app).close()
+        close_services(self.app, wait=10)
 
 
 @pytest.fixture
@@ -217,6 +217,10 @@ def _bad_sheets():
         "two backs": sheet_form(back=[image("b1.png"), image("b2.png")]),
         "unmatched double": sheet_form(double_sided=[image("other.png")]),
         "duplicate names": sheet_form(1, fronts=[image("a.png"), image("a.png")]),
+        "file then folder": sheet_form(0, fronts=[image("a"), image("a/b.png")]),
+        "folder then file": sheet_form(0, fronts=[image("a/b.png"), image("a")]),
+        "deep file then folder": sheet_form(0, fronts=[image("x/a"), image("x/a/b/c.png")]),
+        "folder then file, other case": sheet_form(0, fronts=[image("A/b.png"), image("a")]),
         "no usable name": sheet_form(1, fronts=[image("../..")]),
         "only fronts with back": sheet_form(only_fronts="true", back=image("b.png")),
         "field twice": sheet_form(ppi=["300", "600"]),
@@ -318,3 +322,71 @@ def test_download_is_named_after_the_deck(api):
     done = api.wait(job_id)
     response = api.get(done["result_url"])
     assert f"Dragon_deck-{job_id[:8]}.pdf" in response.headers["Content-Disposition"]
+
+
+def test_file_and_folder_clash_names_the_clash(api):
+    response = api.post("/api/jobs/sheets", data=sheet_form(
+        0, fronts=[image("deck/a.png"), image("deck")]), content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "'deck'" in response.get_json()["error"]["message"]
+    assert list(api.app.config["SETTINGS"].uploads_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("relative", ["fronts/" + "n" * 300 + ".png",
+                                      "fronts/a.png/inner.png"])
+def test_names_the_file_system_refuses_are_400(tmp_path, relative):
+    """Defence in depth behind the name checks: any file-system refusal caused by the
+    client's names (ENAMETOOLONG, ENOTDIR/EEXIST, EISDIR) is a 400, not a 500."""
+    from werkzeug.datastructures import FileStorage
+
+    from app.errors import APIError
+    from app.jobs.uploads import Staging
+
+    with Staging(tmp_path, "job") as staging:
+        (staging.path / "fronts").mkdir()
+        (staging.path / "fronts" / "a.png").write_bytes(b"x")
+        with pytest.raises(APIError) as caught:
+            staging.save(FileStorage(io.BytesIO(png_bytes()), "x.png"), relative)
+        assert caught.value.status == 400
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_purge_fails_the_purged_jobs_so_the_reconciler_does_not_resend_them(
+        make_api, redis_server):
+    """Purge empties the broker lists; the jobs must not stay queued on Celery in the
+    store, or the reconciler publishes them again (the purge silently undone)."""
+    import redis
+
+    from app.jobs.reconciler import Reconciler
+    from app.supervisor import host_manager
+
+    api = make_api(CELERY_BROKER_URL=redis_server.url, START_CELERY_WORKER="false")
+    assert host_manager(api.app, takeover=False)
+    jobs = services(api.app)
+    jobs.dispatcher.worker_available = lambda queue: True  # workers stopped: nobody consumes
+    purged_ids = [submit(api, "/api/jobs/sheets", sheet_form(1)) for _ in range(2)]
+    kept = api.post("/api/jobs/calibration", json={"paper_size": "a4"}).get_json()["id"]
+    queue, other = jobs.store.get(purged_ids[0]).queue, jobs.store.get(kept).queue
+    assert queue != other
+    assert all(jobs.store.get(i).mode == "celery" for i in [*purged_ids, kept])
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        assert raw.llen(queue) == 2 and raw.llen(other) == 1
+        response = api.post("/api/celery/purge", "root", json={"queues": [queue]})
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json() == {"purged": {queue: 2}, "jobs_failed": {queue: 2}}
+        for job_id in purged_ids:
+            job = jobs.store.get(job_id)
+            assert job.status == "failed" and job.error == "purged by an administrator"
+            body = api.get(f"/api/jobs/{job_id}").get_json()
+            assert body["status"] == "failed" and body["error"] == "purged by an administrator"
+        assert jobs.store.get(kept).status == "queued"
+
+        time.sleep(0.05)
+        reconciler = Reconciler(api.app.config["SETTINGS"], jobs.store, jobs.dispatcher,
+                                lost_after=0, inspect_timeout=0.3, cleanup_interval=3600)
+        assert reconciler.tick()["lost"] == []
+        assert raw.llen(queue) == 0 and raw.llen(other) == 1
+        assert all(jobs.store.get(i).status == "failed" for i in purged_ids)
+    finally:
+        raw.close()

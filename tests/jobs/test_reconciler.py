@@ -202,3 +202,98 @@ def test_one_reconciler_per_instance_without_a_manager(tmp_path):
     finally:
         stop_reconciler(first)
         stop_reconciler(second)
+
+
+def _reconciler_threads() -> int:
+    import threading
+    return sum(1 for t in threading.enumerate() if t.name == "job-reconciler")
+
+
+@pytest.mark.parametrize("manager_first", [True, False], ids=["manager-first", "web-first"])
+def test_manager_host_and_web_process_share_the_reconciler_lock(tmp_path, manager_first):
+    """host_manager's reconciler takes run/jobs-reconciler.lock like start_reconciler, so
+    exactly one periodic sweep runs per instance; the manager's worker-lost hook works
+    in its own process either way."""
+    from app import create_app
+    from app.jobs import RECONCILER_KEY, start_reconciler, stop_reconciler, worker_lost_hook
+    from app.supervisor import host_manager, manager_handle
+
+    settings = make_settings(tmp_path)
+    host, web = create_app(settings), create_app(settings)
+    before = _reconciler_threads()
+    try:
+        if manager_first:
+            assert host_manager(host, takeover=False)
+            assert start_reconciler(web) is None
+            assert RECONCILER_KEY in host.extensions
+        else:
+            assert start_reconciler(web) is not None
+            assert host_manager(host, takeover=False)
+            assert RECONCILER_KEY not in host.extensions
+        assert _reconciler_threads() - before == 1
+        # The hook the manager was built with runs here, with or without the lock.
+        assert worker_lost_hook(host)("nobody@nowhere", None).result(10) == []
+        # The manager's host stopping frees the lock for someone else (and vice versa).
+        manager_handle(host).close()
+        stop_reconciler(web)
+        assert _reconciler_threads() == before
+        assert start_reconciler(web) is not None
+    finally:
+        manager_handle(host).close()
+        stop_reconciler(host)
+        stop_reconciler(web)
+
+
+@pytest.mark.redis
+def test_worker_lost_hooks_and_inspects_run_on_one_long_lived_thread(world, monkeypatch):
+    """Celery's reply queue is per thread: a new thread per worker death left one more
+    reply-queue binding in Redis each time. All inspects now run on one thread."""
+    import threading
+
+    reconciler, store, _pool, _monitor, client = world
+    control = reconciler.dispatcher.celery.control
+    real_inspect, threads = control.inspect, []
+
+    def inspect(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real_inspect(*args, **kwargs)
+
+    monkeypatch.setattr(control, "inspect", inspect)
+    for round_ in range(3):
+        job = new_job(store)
+        reconciler.dispatcher.submit(job)
+        client.delete("pdf_generation")  # its worker took it, then died
+        sent = reconciler.redispatch_worker_jobs(f"w{round_}@nowhere", "pdf_generation")
+        assert sent.result(10) == [job.id]
+        age(store, job.id, dispatched_at=60)
+        client.delete("pdf_generation")
+        assert reconciler.tick()["lost"] == [job.id]  # the periodic path: same thread
+        assert store.fail(job.id, None, "done with it")
+    assert len(threads) == 6 and len(set(threads)) == 1
+    assert threads[0].is_alive()
+    assert client.scard("_kombu.binding.reply.celery.pidbox") <= 1
+    reconciler.stop()
+    reconciler.dispatcher.close()
+    assert not threads[0].is_alive()
+
+
+def test_dispatcher_close_closes_its_celery_client(world):
+    reconciler, *_ = world
+    dispatcher = reconciler.dispatcher
+    celery = dispatcher.celery
+    closed = []
+    celery.close = lambda: closed.append(True)
+    dispatcher.close()
+    assert closed == [True] and dispatcher._celery is None
+
+
+def test_close_services_closes_the_dispatcher(tmp_path):
+    from app import create_app
+    from app.jobs import SERVICES_KEY, close_services, services
+
+    app = create_app(make_settings(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:1/0"))
+    jobs = services(app)
+    closed = []
+    jobs.dispatcher.celery.close = lambda: closed.append(True)
+    close_services(app, wait=5)
+    assert closed == [True] and SERVICES_KEY not in app.extensions

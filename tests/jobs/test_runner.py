@@ -189,3 +189,41 @@ def test_job_held_on_another_host_waits_for_its_lease(settings, job_store, monke
     job = new_job(job_store)
     job_store.claim(job.id, worker=f"default@elsewhere/{_dead_pid()}")
     assert runner.run_job(settings, job.id, runner="b", store=job_store)["skipped"] == "busy"
+
+
+def test_engine_writes_the_final_path_itself(settings, job_store, monkeypatch):
+    """The card engine's write is already atomic (temp file + os.replace): the runner
+    hands it the final path instead of wrapping it in a second temp file + rename."""
+    from app.cards.pdf import write_atomically
+
+    seen = []
+
+    def calibration(paper_size, output, progress):
+        seen.append(output)
+        write_atomically(output, lambda fh: fh.write(b"%PDF-1.4 fake\n%%EOF\n"))
+        return "ok"
+
+    monkeypatch.setattr(runner.engine, "calibration", calibration)
+    job = new_job(job_store)
+    result = runner.run_job(settings, job.id, runner="test", store=job_store)
+    assert result["status"] == "succeeded"
+    final = settings.outputs_dir / f"{job.id}.pdf"
+    assert seen == [final]
+    assert final.read_bytes().startswith(b"%PDF")
+    assert [p.name for p in settings.outputs_dir.iterdir()] == [final.name]
+
+
+def test_engine_failure_leaves_no_output(settings, job_store, monkeypatch):
+    from app.cards.pdf import write_atomically
+
+    def calibration(paper_size, output, progress):
+        def write(fh):
+            fh.write(b"%PDF-1.4 half")
+            raise CardError("broke half way")
+        write_atomically(output, write)
+
+    monkeypatch.setattr(runner.engine, "calibration", calibration)
+    job = new_job(job_store)
+    result = runner.run_job(settings, job.id, runner="test", store=job_store)
+    assert result == {"job_id": job.id, "status": "failed", "error": "broke half way"}
+    assert list(settings.outputs_dir.iterdir()) == []

@@ -172,3 +172,24 @@ def test_set_dispatch_refuses_running_or_finished(store):
 def test_unknown_kind_rejected(store):
     with pytest.raises(ValueError):
         make(store, kind="bogus")
+
+
+def test_failed_commit_rolls_back_and_leaves_no_open_transaction(store):
+    """A COMMIT that fails (here a deferred foreign key; in production SQLITE_BUSY or an
+    I/O error) must not leave the thread's connection inside the transaction."""
+    import sqlite3
+
+    job = make(store)
+    conn = store._conn()
+    conn.executescript(
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
+        " REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);")
+    with pytest.raises(sqlite3.IntegrityError):
+        with store._tx() as tx:
+            tx.execute("UPDATE jobs SET message = 'half' WHERE id = ?", (job.id,))
+            tx.execute("INSERT INTO child (parent) VALUES (42)")  # fails only at COMMIT
+    assert not conn.in_transaction
+    assert store.get(job.id).message == "queued"  # the half-done write was rolled back
+    # The connection is usable for the next transaction (no "within a transaction").
+    assert store.claim(job.id, worker="w").outcome == "claimed"

@@ -78,7 +78,7 @@ def test_verbs_reach_the_manager(client, admin_headers, fake):
     assert client.post("/api/celery/restart", headers=admin_headers).status_code == 200
     purged = client.post("/api/celery/purge", headers=admin_headers,
                          json={"queues": ["pdf_offset", "pdf_offset"]})
-    assert purged.get_json() == {"purged": {"pdf_offset": 0}}
+    assert purged.get_json() == {"purged": {"pdf_offset": 0}, "jobs_failed": {"pdf_offset": 0}}
     assert fake.calls == [
         ("start", {"concurrency": 4, "queues": ["default", "default"]}),
         ("stop", {"timeout": 2.5}),
