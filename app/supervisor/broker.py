@@ -72,6 +72,10 @@ class BrokerMonitor:
     def refresh(self) -> bool:
         """Probe now, unless another thread already is (then return the cached state)."""
         if not self._probe_lock.acquire(blocking=False):
+            if self._reachable is None:
+                # Nothing known yet: the probe in flight is the answer, worth its timeout.
+                if self._probe_lock.acquire(timeout=self.timeout * 2 + 0.5):
+                    self._probe_lock.release()
             return bool(self._reachable)
         try:
             ok, error = self._probe_once()

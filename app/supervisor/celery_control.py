@@ -49,9 +49,11 @@ def make_control_app(settings: Settings, broker_url: str):
 
 
 class CeleryControl:
-    def __init__(self, settings: Settings, broker_url: str, *, app=None):
+    def __init__(self, settings: Settings, broker_url: str, *, app=None, name: str = "scm-broker-client"):
         self.settings = settings
         self.broker_url = broker_url
+        self.name = name
+        self._owns_app = app is None
         self.app = app or make_control_app(settings, broker_url)
         self._calls: queue_module.SimpleQueue = queue_module.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -75,6 +77,20 @@ class CeleryControl:
                                                  limit=len(names) or None)
             return {method: getattr(inspector, method)() or {} for method in methods}
         return self.call(do, timeout * len(methods) + 2.0)
+
+    def consumers(self, timeout: float) -> dict[str, set[str]]:
+        """{queue: {worker names}} of every live worker that consumes a queue (a broadcast:
+        takes the whole `timeout`, since nobody knows how many workers will answer)."""
+        def do():
+            replies = self.app.control.inspect(timeout=timeout).active_queues() or {}
+            found: dict[str, set[str]] = {}
+            for worker, queues in replies.items():
+                for queue in queues or []:
+                    name = queue.get("name") if isinstance(queue, dict) else None
+                    if name:
+                        found.setdefault(name, set()).add(worker)
+            return found
+        return self.call(do, timeout + 2.0)
 
     def queue_depths(self, queues: list[str], timeout: float = 2.0) -> dict[str, int | None]:
         """Messages waiting per queue (Redis brokers); None for other brokers."""
@@ -112,10 +128,21 @@ class CeleryControl:
                 return _restore_queue(channel, queue, delivered_after, delivered_before)
         return self.call(do, timeout)
 
-    def close(self) -> None:
-        self._closed = True
-        if self._thread is not None:
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop the broker thread, then release the app's broker pool and pidbox connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
             self._calls.put(None)
+            thread.join(timeout)
+        if self._owns_app:
+            try:
+                self.app.close()
+            except Exception as exc:  # a broker that is gone cannot be said goodbye to
+                log.debug("closing the control app failed: %s", exc)
 
     # --- the dedicated thread ---------------------------------------------------------
     def call(self, fn: Callable[[], Any], timeout: float) -> Any:
@@ -138,7 +165,7 @@ class CeleryControl:
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._serve, name="scm-broker-client",
+                self._thread = threading.Thread(target=self._serve, name=self.name,
                                                 daemon=True)
                 self._thread.start()
 

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import socket
 import socketserver
 import struct
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,6 +41,8 @@ OPS = ("start", "stop", "restart", "status", "health", "tasks", "stats", "purge"
 READ_OPS = ("status", "health", "worker_available")
 HEALTH_TTL = 0.5          # the public probe reads the owner at most twice a second
 AVAILABILITY_TTL = 1.0    # dispatch asks per submission; the answer changes slowly
+CONSUMERS_TTL = 5.0       # without a manager: which queues live workers consume
+CONSUMERS_TIMEOUT = 0.5   # that check is a broadcast and always takes this long
 CONNECT_TIMEOUT = 2.0
 MAX_LINE = 1 << 20
 _ERRORS = {cls.__name__: cls for cls in (sup_errors.InvalidRequest,
@@ -52,12 +52,8 @@ _ERRORS = {cls.__name__: cls for cls in (sup_errors.InvalidRequest,
 
 
 def socket_path(settings: Settings) -> Path:
-    """run/manager.sock, or a short per-instance path when that exceeds sun_path (108 bytes)."""
-    path = settings.run_dir / "manager.sock"
-    if len(str(path)) <= 100:
-        return path
-    digest = hashlib.sha256(str(settings.INSTANCE_PATH).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"scm-{digest}" / "manager.sock"
+    """run/manager.sock, or a private short path when that would exceed sun_path."""
+    return settings.socket_path("manager.sock")
 
 
 def lock_path(settings: Settings) -> Path:
@@ -191,6 +187,8 @@ class ManagerHandle:
         self._started_at = time.time()
         self._health = _Cached(HEALTH_TTL, self._fetch_health)
         self._available: dict[str, _Cached] = {}
+        self._control = None  # CeleryControl for the no-manager consumer check
+        self._consumers = _Cached(CONSUMERS_TTL, self._fetch_consumers)
 
     # --- role ------------------------------------------------------------
     @property
@@ -285,6 +283,7 @@ class ManagerHandle:
     def close(self, timeout: float | None = None) -> None:
         """Owner: stop the manager (workers warm, then killed) and release the lock."""
         with self._mutex:
+            self._close_clients()
             if not self.is_owner:
                 return
             self._state = "closing"
@@ -435,8 +434,35 @@ class ManagerHandle:
         try:
             return bool(self._call("worker_available", queue=queue))
         except SupervisorError:
-            # No manager: workers may run elsewhere (celery_worker.py); the broker decides.
-            return self._broker_up()
+            # No manager: workers may run elsewhere (celery_worker.py). Publish only to a
+            # queue some live worker consumes; "broker up" only when that cannot be asked.
+            if not self._broker_up():
+                return False
+            consumed = self._consumers.get()
+            return True if consumed is None else queue in consumed
+
+    def _fetch_consumers(self) -> set[str] | None:
+        """Queues any live worker consumes (cached CONSUMERS_TTL); None if unknown."""
+        url = self.settings.broker_url
+        if not url:
+            return None
+        if self._control is None:
+            from app.supervisor.celery_control import CeleryControl
+            self._control = CeleryControl(self.settings, url, name="scm-consumer-check")
+        try:
+            return set(self._control.consumers(CONSUMERS_TIMEOUT))
+        except SupervisorError as exc:
+            log.debug("could not ask the workers for their queues: %s", exc)
+            return None
+
+    def _close_clients(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            broker.close()
+        self._consumers.clear()
 
     # --- no manager at all -------------------------------------------------
     def _broker_monitor(self):

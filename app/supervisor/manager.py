@@ -12,8 +12,16 @@ Threads (DESIGN.md, "Threads"):
 - the hooks thread runs `on_worker_lost` and the restore of a dead worker's
   unacked messages, so the manager thread never waits on the job store.
 API calls from any thread post a command to the manager thread and wait for
-its answer (with a deadline); status() and health() read a consistent copy
-under a lock and never touch the broker for health.
+its answer (with a deadline). status(), health(), mode and worker_available()
+read an immutable snapshot the manager thread publishes after every loop
+iteration (and during boot), without any lock: a manager thread busy booting
+(stale processes, Redis start) or stopping never makes them wait.
+
+The prober has its own broker client, so admin calls (inspect, purge, queue
+depths) on the other one never delay or suppress its pings. Besides pings, it
+looks for stuck consumers (celery#8030: alive, answers pings, no longer
+consumes after a broker reconnect) and, when the manager runs no local worker
+for a queue, whether another live worker consumes it.
 """
 from __future__ import annotations
 
@@ -50,6 +58,10 @@ KILL_WAIT = 5.0           # after SIGKILL, how long before we stop waiting for t
 STARTSECS = 3.0           # alive this long with the broker down counts as RUNNING (unverified)
 STARTUP_GRACE = 30.0      # a new worker that never answered is not judged on pings before this
 RECOVERY_GRACE = 5.0      # after the broker returns, workers get this long to reconnect
+STALL_ROUNDS = 3          # health intervals a worker may sit idle next to a non-empty queue
+STALL_STOP_TIMEOUT = 5.0  # a stalled worker has no task: its warm stop is quick
+CONSUMERS_TTL = 5.0       # how long the "who else consumes this queue" answer is reused
+CONSUMERS_TIMEOUT = 0.5   # that check is a broadcast: it always waits this long
 MAX_SLEEP = 1.0           # the loop wakes at least this often (timers, fallback polling)
 POLL_SLEEP = 0.2          # without pidfds, children are polled this often
 LOG_ROTATE_EVERY = 30.0
@@ -111,7 +123,18 @@ class CeleryWorkerManager:
                                         "CELERY_BROKER_URL) and EMBEDDED_REDIS is off")
         self._result_backend = settings.result_backend if self._broker_url else None
         self.broker = BrokerMonitor(self._broker_url, timeout=0.5)
-        self._control: CeleryControl | None = None
+        self._control: CeleryControl | None = None        # admin calls, restores
+        self._probe_control: CeleryControl | None = None  # the prober's own
+        self._control_lock = threading.Lock()
+        self.stall_rounds = STALL_ROUNDS
+        self._stalls: dict[str, tuple[int, int]] = {}     # worker -> (pid, idle rounds)
+        self._next_stall_check = 0.0
+        self._uncounted_logged = False
+        self._consumers: tuple[float, dict[str, set[str]] | None] | None = None
+        self._consumers_lock = threading.Lock()
+        self._consumers_refresh = threading.Event()
+        self._snap: dict = {}
+        self._publish()
 
         interval = settings.CELERY_HEALTH_CHECK_INTERVAL
         self._ping_interval = interval
@@ -164,8 +187,9 @@ class CeleryWorkerManager:
             return
         if self._hooks is not None:
             self._hooks.stop(timeout=5)
-        if self._control is not None:
-            self._control.close()
+        for control in (self._control, self._probe_control):
+            if control is not None:
+                control.close()
         self.broker.close()
         with self._lock:
             self._closed = True
@@ -203,8 +227,7 @@ class CeleryWorkerManager:
         return self.status()
 
     def restart(self, queue: str | None = None) -> dict:
-        with self._lock:
-            known = set(self._slots)
+        known = set(self._snap["slots"])
         if queue is not None and queue not in known:
             raise InvalidRequest(f"no worker for queue {queue!r}; workers: {', '.join(sorted(known))}")
         if self._broker_url is None:
@@ -214,21 +237,20 @@ class CeleryWorkerManager:
         return self.status()
 
     def status(self) -> dict:
-        with self._lock:
-            workers = [slot.describe() for slot in self._slots.values()]
-            queues = list(self._slots) or list(self._weights)
-            redis = self._redis_slot.describe() if self._redis_slot else None
-            totals = dict(self._restart_totals)
+        snap = self._snap
+        now = time.time()
+        workers = [_fresh_uptime(w, now) for w in snap["workers"]]
+        redis = _fresh_uptime(snap["redis"], now) if snap["redis"] else None
         broker = self.broker.snapshot()
         return {
-            "mode": self.mode,
+            "mode": self._mode(snap, broker),
             "workers": workers,
             "broker": {"url": mask_url(self._broker_url), "reachable": broker["reachable"],
                        "since": broker["since"], "last_error": broker["last_error"],
                        "embedded": self._embedded is not None, "process": redis},
-            "queues": self._queue_depths(queues, broker["reachable"]),
-            "restarts_by_reason": totals,
-            "concurrency": self._concurrency,
+            "queues": self._queue_depths(snap["queues"], broker["reachable"]),
+            "restarts_by_reason": dict(snap["totals"]),
+            "concurrency": snap["concurrency"],
             "manager": {"running": self._thread_alive(), "pid": os.getpid(),
                         "uptime_seconds": self._uptime(),
                         "threads_reason": self._threads_reason},
@@ -236,11 +258,11 @@ class CeleryWorkerManager:
 
     def health(self) -> dict:
         """The public probe body, from cached state only (never waits on the broker)."""
-        with self._lock:
-            expected = len(self._slots) if self._wanted else 0
-            running = sum(1 for s in self._slots.values() if s.state == RUNNING and s.alive)
-            restarts = sum(self._restart_totals.values())
-        mode = self.mode
+        snap = self._snap
+        expected = len(snap["slots"]) if snap["wanted"] else 0
+        running = sum(1 for s in snap["slots"].values() if s["state"] == RUNNING and s["alive"])
+        restarts = sum(snap["totals"].values())
+        mode = self._mode(snap, self.broker.snapshot())
         if not self._thread_alive():
             status = "unhealthy"
         elif mode == "celery" and expected and running == expected:
@@ -254,34 +276,42 @@ class CeleryWorkerManager:
     @property
     def mode(self) -> str:
         """celery while the broker answers and a worker runs; threads otherwise."""
-        if not self._broker_url or not self.broker.snapshot()["reachable"]:
+        return self._mode(self._snap, self.broker.snapshot())
+
+    def _mode(self, snap: dict, broker: dict) -> str:
+        if not self._broker_url or not broker["reachable"]:
             return "threads"
-        with self._lock:
-            if any(s.state == RUNNING and s.alive for s in self._slots.values()):
-                return "celery"
+        if any(s["state"] == RUNNING and s["alive"] for s in snap["slots"].values()):
+            return "celery"
         return "threads"
 
     def worker_available(self, queue: str) -> bool:
-        """Whether a submission to `queue` will be consumed by one of our workers soon."""
+        """Whether a submission to `queue` will be consumed soon (by our worker or another)."""
         if not self._broker_url or not self.broker.snapshot()["reachable"]:
             return False
-        with self._lock:
-            slot = self._slots.get(queue)
-            if slot is None or not self._wanted:
-                return False
-            if slot.state == RUNNING:
+        snap = self._snap
+        slot = snap["slots"].get(queue)
+        if snap["wanted"] and slot is not None:
+            if slot["state"] == RUNNING:
                 return True
             # A worker being replaced after a crash will consume shortly; one that keeps
             # dying at start will not.
-            return slot.state in (STARTING, BACKOFF) and slot.last_life_ok
+            if slot["state"] in (STARTING, BACKOFF) and slot["last_life_ok"]:
+                return True
+        # We run no live worker for it: does anyone else (celery_worker.py, another host)?
+        consumers = self._remote_consumers(snap)
+        if consumers is None:
+            return True  # the check cannot run: the broker answers, trust it
+        return queue in consumers
 
     def restart_totals(self) -> dict[str, int]:
         """Cumulative restarts by reason, for metrics."""
-        with self._lock:
-            return dict(self._restart_totals)
+        return dict(self._snap["totals"])
 
     def tasks(self) -> dict:
         names = self._require_broker()
+        if not names:
+            return {"workers": {}}
         replies = self._control_client().inspect(
             list(names), ("active", "reserved", "scheduled"), timeout=1.0)
         workers = {}
@@ -293,13 +323,14 @@ class CeleryWorkerManager:
 
     def stats(self) -> dict:
         names = self._require_broker()
+        if not names:
+            return {"workers": {}}
         replies = self._control_client().inspect(list(names), ("stats",), timeout=1.0)
         return {"workers": {name: replies["stats"].get(name) for name in names}}
 
     def purge(self, queues=None) -> dict:
         if queues is None:
-            with self._lock:
-                targets = list(self._slots) or list(self._weights)
+            targets = list(self._snap["queues"])
         else:
             try:
                 targets = list(parse_queues(queues))
@@ -355,11 +386,12 @@ class CeleryWorkerManager:
                     pass
                 self._drain_wake_pipe()
                 try:
-                    with self._lock:
-                        self._run_commands()
-                        self._reap_children()
-                        self._tick(time.monotonic())
-                        self._resolve_pending()
+                    # No lock: this thread is the only writer; readers use the snapshot.
+                    self._run_commands()
+                    self._reap_children()
+                    self._tick(time.monotonic())
+                    self._resolve_pending()
+                    self._publish()
                 except Exception:
                     # A bug in one step must not end the thread: its exit would SIGKILL
                     # every child through the parent-death signal.
@@ -405,6 +437,7 @@ class CeleryWorkerManager:
                 result = fn(*args)
             except Exception as exc:
                 if future is not None:
+                    self._publish()
                     future.set_exception(exc)
                 else:
                     log.exception("manager command %s failed", getattr(fn, "__name__", fn))
@@ -413,6 +446,7 @@ class CeleryWorkerManager:
                 result.future = future
                 self._pending.append(result)
             elif future is not None:
+                self._publish()  # the caller's next status() sees what it asked for
                 future.set_result(result)
 
     def _resolve_pending(self) -> None:
@@ -421,7 +455,9 @@ class CeleryWorkerManager:
         for pending in self._pending:
             if pending.done() or now >= pending.deadline:
                 if pending.future is not None and not pending.future.done():
-                    pending.future.set_result(pending.result())
+                    value = pending.result()
+                    self._publish()
+                    pending.future.set_result(value)
             else:
                 still.append(pending)
         self._pending = still
@@ -447,6 +483,7 @@ class CeleryWorkerManager:
         if self._embedded is not None and self._embedded.available:
             self._redis_slot = Slot("redis", "redis", None, 0, self._new_policy())
             self._spawn(self._redis_slot, "boot")
+            self._publish()
             if self._redis_slot.alive and self._embedded.wait_ready(self._redis_slot.proc,
                                                                     REDIS_BOOT_TIMEOUT):
                 self._redis_slot.state = RUNNING
@@ -459,6 +496,7 @@ class CeleryWorkerManager:
             self._wanted = True
             for slot in self._slots.values():
                 self._spawn(slot, "boot")
+        self._publish()
 
     def _cmd_start(self, concurrency: int | None, weights: dict[str, int] | None) -> None:
         if concurrency is not None:
@@ -599,6 +637,8 @@ class CeleryWorkerManager:
             log.error("could not start %s: %s", slot.name, exc)
             slot.proc = None
             slot.last_error = f"could not start: {exc}"
+            # Through BACKOFF (the loop's timer spawns again), never straight back into
+            # _spawn: with CELERY_RESTART_DELAY=0 that recursed once per attempt.
             self._after_unplanned_exit(slot, reason="crash")
             return
         slot.proc = proc
@@ -669,13 +709,13 @@ class CeleryWorkerManager:
         self._schedule_spawn(slot, decision.delay, f"{reason} restart")
 
     def _schedule_spawn(self, slot: Slot, delay: float, why: str) -> None:
-        if delay <= 0:
-            self._spawn(slot, why)
-            return
+        """Always through BACKOFF: `_tick` (later in the same loop iteration when the delay
+        is 0) spawns it. Never calls `_spawn` itself, so a spawn that fails cannot recurse."""
         slot.state = BACKOFF
-        slot.backoff_until = time.monotonic() + delay
+        slot.backoff_until = time.monotonic() + max(0.0, delay)
         slot.backoff_why = why
-        log.info("%s restarts in %.2fs (backoff)", slot.name, delay)
+        if delay > 0:
+            log.info("%s restarts in %.2fs (backoff)", slot.name, delay)
 
     def _count_restart(self, slot: Slot, reason: str) -> None:
         slot.count_restart(reason)
@@ -725,7 +765,8 @@ class CeleryWorkerManager:
         for slot in self._all_slots():
             if slot.state == BACKOFF and slot.backoff_until is not None \
                     and now >= slot.backoff_until:
-                if slot.kind == "redis" or (self._wanted and not self._shutting_down):
+                # Never during shutdown, not even the embedded Redis.
+                if not self._shutting_down and (slot.kind == "redis" or self._wanted):
                     self._spawn(slot, slot.backoff_why)
                 else:
                     slot.state = STOPPED
@@ -821,9 +862,27 @@ class CeleryWorkerManager:
                         "not restarted for missed pings", snapshot["url"], snapshot["last_error"])
 
     def _ping_targets(self) -> list[tuple[str, int]]:
-        with self._lock:
-            return [(s.name, s.pid) for s in self._slots.values()
-                    if s.alive and s.state in (STARTING, RUNNING)]
+        return [(s["name"], s["pid"]) for s in self._snap["slots"].values()
+                if s["alive"] and s["state"] in (STARTING, RUNNING)]
+
+    def _stall_restart(self, name: str, pid: int, depth: int, rounds: int) -> None:
+        """(Manager thread) A worker that answers pings but no longer takes work."""
+        slot = next((s for s in self._slots.values() if s.name == name), None)
+        if slot is None or slot.pid != pid or slot.state != RUNNING:
+            return  # a different child by now, or already being handled
+        why = (f"stalled: queue {slot.queue} held {depth} message(s) for {rounds} health "
+               f"checks while the worker answered pings with no active or reserved task "
+               f"(its consumer stopped, e.g. after a broker reconnect)")
+        log.warning("%s (pid %s) %s: restarting it", slot.name, pid, why)
+        slot.last_error = why
+        decision = slot.policy.on_exit(time.monotonic())
+        timeout = min(self.settings.CELERY_STOP_TIMEOUT, STALL_STOP_TIMEOUT)
+        # Counted as a hang (restarts_by_reason keeps its four reasons); last_error says why.
+        if decision.gives_up:
+            self._begin_stop(slot, FAILED, timeout, reason="hang")
+        else:
+            self._count_restart(slot, "hang")
+            self._begin_stop(slot, "restart", timeout, delay=decision.delay, reason="hang")
 
     # ======================================================================
     # the prober thread
@@ -845,16 +904,23 @@ class CeleryWorkerManager:
         up = self.broker.is_up()
         if was_up is not None and up != was_up:
             self._post(self._on_broker_change, up)
+        if not up:
+            self._stalls.clear()  # never judged across an outage
+        if up and self._consumers_refresh.is_set():
+            self._consumers_refresh.clear()
+            self._refresh_consumers()
         now = time.monotonic()
-        if not up or now < next_ping or self._control_client() is None:
+        if not up or now < next_ping or self._probe_client() is None:
             return next_ping if up else now + self.broker.ttl
         targets = self._ping_targets()
         if not targets:
+            self._stalls.clear()
             return now + self._ping_interval
         started = time.time()
         try:
-            answered = self._control.ping([name for name, _ in targets], self._ping_timeout)
-        except BrokerUnavailable:
+            answered = self._probe_control.ping([name for name, _ in targets], self._ping_timeout)
+        except BrokerUnavailable as exc:
+            self._log_uncounted(f"the ping round failed ({exc})")
             return time.monotonic() + self._fast_ping
         missed = [name for name, _ in targets if name not in answered]
         counted = False
@@ -862,27 +928,152 @@ class CeleryWorkerManager:
             # A miss counts only if the broker itself answers right now and has been
             # up long enough for workers to reconnect after an outage.
             recovered = self.broker.recovered_at()
-            counted = (self.broker.check_now()
-                       and (recovered is None or recovered <= started - RECOVERY_GRACE))
+            broker_ok = self.broker.check_now()
+            in_grace = recovered is not None and recovered > started - RECOVERY_GRACE
+            counted = broker_ok and not in_grace
+            if not counted:
+                self._log_uncounted(
+                    f"{', '.join(missed)} missed a ping but "
+                    + ("the broker did not answer either" if not broker_ok else
+                       f"the broker came back less than {RECOVERY_GRACE:.0f}s ago"))
+        if counted or not missed:
+            if self._uncounted_logged:
+                log.info("worker pings are counted again")
+            self._uncounted_logged = False
         self._post(self._on_pings, targets, answered, counted)
+        if not missed and time.monotonic() >= self._next_stall_check:
+            self._next_stall_check = time.monotonic() + self._ping_interval * 0.9
+            try:
+                self._check_stalls()
+            except BrokerUnavailable as exc:
+                log.debug("stuck-consumer check skipped: %s", exc)
         starting = self._any_starting()
         fast = bool(missed) or starting
         return time.monotonic() + (self._fast_ping if fast else self._ping_interval)
 
+    def _log_uncounted(self, why: str) -> None:
+        """Once per episode: a ping round that cannot judge anyone is worth one line."""
+        if not self._uncounted_logged:
+            self._uncounted_logged = True
+            log.warning("worker pings not counted: %s", why)
+
+    def _check_stalls(self) -> None:
+        """(Prober) One round of the stuck-consumer check: depths, then one inspect.
+
+        A RUNNING worker that has answered pings, whose queue holds messages while it
+        reports no active and no reserved task, gets one idle round; `stall_rounds`
+        rounds in a row and the manager thread restarts it.
+        """
+        recovered = self.broker.recovered_at()
+        if recovered is not None and recovered > time.time() - RECOVERY_GRACE:
+            return  # workers are still reconnecting
+        running = {s["name"]: (s["queue"], s["pid"]) for s in self._snap["slots"].values()
+                   if s["alive"] and s["state"] == RUNNING and s["answered"]}
+        for name in list(self._stalls):
+            if name not in running or self._stalls[name][0] != running[name][1]:
+                del self._stalls[name]
+        if not running:
+            return
+        queues = sorted({queue for queue, _pid in running.values()})
+        depths = self._probe_control.queue_depths(queues, timeout=1.0)
+        waiting = {name: depths.get(queue) or 0 for name, (queue, _pid) in running.items()}
+        for name, depth in waiting.items():
+            if depth <= 0:
+                self._stalls.pop(name, None)
+        suspects = [name for name, depth in waiting.items() if depth > 0]
+        if not suspects:
+            return
+        replies = self._probe_control.inspect(suspects, ("active", "reserved"),
+                                              timeout=self._ping_timeout)
+        if not self.broker.check_now():
+            return  # an outage, not the worker's fault
+        for name in suspects:
+            pid = running[name][1]
+            active = replies.get("active", {})
+            reserved = replies.get("reserved", {})
+            if name not in active or name not in reserved:
+                continue  # no answer: the pings judge that
+            if active[name] or reserved[name]:
+                self._stalls.pop(name, None)
+                continue
+            previous_pid, rounds = self._stalls.get(name, (pid, 0))
+            rounds = rounds + 1 if previous_pid == pid else 1
+            self._stalls[name] = (pid, rounds)
+            if rounds >= self.stall_rounds:
+                del self._stalls[name]
+                self._post(self._stall_restart, name, pid, waiting[name], rounds)
+
+    def _refresh_consumers(self) -> dict[str, set[str]] | None:
+        """Ask every live worker which queues it consumes; cached for CONSUMERS_TTL."""
+        with self._consumers_lock:
+            cached = self._consumers
+            if cached is not None and time.monotonic() - cached[0] < CONSUMERS_TTL / 2:
+                return cached[1]  # someone just refreshed it
+            control = self._probe_client()
+            found = None
+            if control is not None:
+                try:
+                    found = control.consumers(CONSUMERS_TIMEOUT)
+                except BrokerUnavailable as exc:
+                    log.debug("could not ask the workers for their queues: %s", exc)
+            self._consumers = (time.monotonic(), found)
+            return found
+
+    def _remote_consumers(self, snap: dict) -> set[str] | None:
+        """Queues some live worker other than ours consumes; None when that is unknown."""
+        cached = self._consumers
+        if cached is None:
+            found = self._refresh_consumers()  # first question: answer it now (0.5 s)
+        else:
+            found = cached[1]
+            if time.monotonic() - cached[0] >= CONSUMERS_TTL:
+                self._consumers_refresh.set()  # the prober refreshes it; stale until then
+        if found is None:
+            return None
+        ours = {s["name"] for s in snap["slots"].values()}
+        return {queue for queue, workers in found.items() if workers - ours}
+
     def _any_starting(self) -> bool:
-        with self._lock:
-            return any(s.state == STARTING for s in self._slots.values())
+        return any(s["state"] == STARTING for s in self._snap["slots"].values())
 
     # ======================================================================
     # helpers
     # ======================================================================
     def _control_client(self) -> CeleryControl | None:
+        """The client for admin calls (inspect, purge, depths) and restores."""
         if self._broker_url is None:
             return None
-        with self._lock:
+        with self._control_lock:
             if self._control is None:
                 self._control = CeleryControl(self.settings, self._broker_url)
             return self._control
+
+    def _probe_client(self) -> CeleryControl | None:
+        """The prober's own client: admin calls never queue in front of its pings."""
+        if self._broker_url is None:
+            return None
+        with self._control_lock:
+            if self._probe_control is None:
+                self._probe_control = CeleryControl(self.settings, self._broker_url,
+                                                    name="scm-broker-prober")
+            return self._probe_control
+
+    def _publish(self) -> None:
+        """(Manager thread) Publish what the readers see: one immutable dict, swapped whole."""
+        slots = {}
+        for queue, slot in self._slots.items():
+            slots[queue] = {"name": slot.name, "queue": queue, "state": slot.state,
+                            "alive": slot.alive, "pid": slot.pid,
+                            "answered": slot.answered, "last_life_ok": slot.last_life_ok}
+        self._snap = {
+            "workers": [slot.describe() for slot in self._slots.values()],
+            "slots": slots,
+            "queues": list(self._slots) or list(self._weights),
+            "redis": self._redis_slot.describe() if self._redis_slot else None,
+            "totals": dict(self._restart_totals),
+            "wanted": self._wanted,
+            "concurrency": self._concurrency,
+        }
 
     def _require_broker(self) -> dict[str, str]:
         """Worker names -> queue, or BrokerUnavailable when the broker is down."""
@@ -890,8 +1081,9 @@ class CeleryWorkerManager:
             raise BrokerUnavailable(f"no broker: {self._threads_reason}")
         if not self.broker.is_up():
             raise BrokerUnavailable(f"the broker {mask_url(self._broker_url)} is unreachable")
-        with self._lock:
-            return {s.name: s.queue for s in self._slots.values()}
+        # Only the running ones: asking a stopped worker costs the whole inspect timeout.
+        return {s["name"]: s["queue"] for s in self._snap["slots"].values()
+                if s["alive"] and s["state"] == RUNNING}
 
     def _queue_depths(self, queues: list[str], reachable: bool) -> dict[str, int | None]:
         if not reachable or self._broker_url is None:
@@ -912,6 +1104,13 @@ class CeleryWorkerManager:
         if self._opened_at is None:
             return 0.0
         return round(time.monotonic() - self._opened_at, 3)
+
+
+def _fresh_uptime(described: dict, now: float) -> dict:
+    """A snapshot's worker entry with its uptime brought up to now."""
+    if described.get("pid") and described.get("started_at"):
+        return {**described, "uptime": round(max(0.0, now - described["started_at"]), 3)}
+    return described
 
 
 def _valid_timeout(timeout) -> float:

@@ -2,7 +2,8 @@
 
 `run/children.json` holds, per child, its pid, create time and command line.
 A pid alone is not enough (pids are reused); pid + create time + cmdline
-identifies one process for sure. Children normally die with the manager
+identifies one process for sure; the executable stands in for the cmdline of
+programs that rewrite their argv (redis-server). Children normally die with the manager
 (parent-death signal), so stale entries are rare; when one still matches a
 live process, it is stopped before new children start.
 """
@@ -51,19 +52,46 @@ class StateFile:
 
 
 def matching_process(entry: dict) -> psutil.Process | None:
-    """The live process this entry describes, or None if it is gone or the pid was reused."""
+    """The live process this entry describes, or None if it is gone or the pid was reused.
+
+    Identity is pid + create time + executable (the recorded program, or the Python
+    of the exec shim if it had not exec'd yet). The command line is a second check
+    only where it is stable: redis-server rewrites its argv
+    ("redis-server unixsocket:..."), so an exact match would never recognise it.
+    Entries of older state files (no executable recorded) match on the cmdline.
+    """
     try:
         proc = psutil.Process(int(entry["pid"]))
-        if entry.get("create_time") is not None and \
-                abs(proc.create_time() - float(entry["create_time"])) > CREATE_TIME_TOLERANCE:
+        recorded_time = entry.get("create_time")
+        if recorded_time is not None and \
+                abs(proc.create_time() - float(recorded_time)) > CREATE_TIME_TOLERANCE:
             return None
-        cmdline = proc.cmdline()
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
     except (psutil.Error, KeyError, TypeError, ValueError):
         return None
-    if cmdline not in (entry.get("cmdline"), entry.get("shim_cmdline")):
-        return None
-    if proc.status() == psutil.STATUS_ZOMBIE:
-        return None
+    exes = {os.path.realpath(path) for path in (entry.get("exe"), entry.get("shim_exe"))
+            if isinstance(path, str) and path}
+    exe_checked = False
+    if exes:
+        try:
+            exe = proc.exe()
+        except psutil.NoSuchProcess:
+            return None
+        except psutil.Error:
+            exe = None  # not readable here: the cmdline has to decide
+        if exe:
+            if os.path.realpath(exe) not in exes:
+                return None
+            exe_checked = True
+    stable = entry.get("cmdline_stable", True)
+    if stable or not exe_checked or recorded_time is None:
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            return None
+        if cmdline not in (entry.get("cmdline"), entry.get("shim_cmdline")):
+            return None
     return proc
 
 

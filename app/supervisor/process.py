@@ -10,6 +10,7 @@ thread (DESIGN.md, "Threads").
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,8 +73,12 @@ class WorkerProcess:
     """One child: `argv` started through the shim with `env` in `cwd`, output to `log`."""
 
     def __init__(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path,
-                 log: LogFile, fail_at_start: tuple[int, str] | None = None):
+                 log: LogFile, fail_at_start: tuple[int, str] | None = None,
+                 stable_cmdline: bool = True):
         self.name = name
+        # False for programs that rewrite their argv (redis-server): the state file then
+        # identifies them by pid, create time and executable only.
+        self.stable_cmdline = stable_cmdline
         self.argv = list(argv)
         self.env = dict(env)
         self.cwd = Path(cwd)
@@ -172,7 +177,10 @@ class WorkerProcess:
     def record(self) -> dict:
         """What the state file keeps to recognise this child after a crash of the manager."""
         return {"name": self.name, "pid": self.pid, "create_time": self.create_time,
-                "cmdline": self.argv, "shim_cmdline": self.shim_argv()}
+                "cmdline": self.argv, "shim_cmdline": self.shim_argv(),
+                "exe": _real_executable(self.argv[0]) if self.argv else None,
+                "shim_exe": _real_executable(sys.executable),
+                "cmdline_stable": self.stable_cmdline}
 
     # --- measurement --------------------------------------------------------
     def stats(self) -> ProcessStats | None:
@@ -227,6 +235,14 @@ class WorkerProcess:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _real_executable(program: str) -> str | None:
+    """The resolved path of `program` (as /proc/PID/exe will show it), or None."""
+    path = program if os.sep in program else shutil.which(program)
+    if not path:
+        return None
+    return os.path.realpath(path)
 
 
 def _tree_share(proc: psutil.Process) -> int:

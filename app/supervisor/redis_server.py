@@ -73,7 +73,9 @@ class EmbeddedRedis:
 
     def make_process(self, env: dict[str, str], cwd: Path) -> WorkerProcess:
         self.prepare()
-        return WorkerProcess(PROCESS_NAME, self.argv(), env=env, cwd=cwd, log=self.log)
+        # redis-server rewrites its argv ("redis-server unixsocket:..."): never match on it.
+        return WorkerProcess(PROCESS_NAME, self.argv(), env=env, cwd=cwd, log=self.log,
+                             stable_cmdline=False)
 
     def answers(self, timeout: float = 0.2) -> bool:
         """One PING over the socket."""

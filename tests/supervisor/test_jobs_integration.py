@@ -14,8 +14,6 @@ import pytest
 
 from tests.supervisor.conftest import all_running, wait_for, worker
 
-jobs = pytest.importorskip("app.jobs.reconciler")
-
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 FAULTY_APP = "tests.jobs.faulty_celery_app"
 
