@@ -6,6 +6,7 @@ process - the test suite makes many - never share callbacks or limit counters.
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
@@ -27,9 +28,9 @@ def init_app(app: Flask) -> None:
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=settings.JWT_REFRESH_TOKEN_DAYS),
         JWT_TOKEN_LOCATION=["headers"],
         JWT_ALGORITHM="HS256",
-        RATELIMIT_STORAGE_URI=settings.RATELIMIT_STORAGE_URI,
         RATELIMIT_HEADERS_ENABLED=True,
     )
+    app.config.update(limiter_storage_config(settings))
     app.extensions[JWT_KEY] = _make_jwt(app)
     # No default limits: only the routes that opt in (login) are limited.
     app.extensions[LIMITER_KEY] = Limiter(get_remote_address, app=app)
@@ -38,6 +39,55 @@ def init_app(app: Flask) -> None:
     def _too_many(exc: RateLimitExceeded):
         # Flask-Limiter adds Retry-After and X-RateLimit-* in its after_request hook.
         return error_response(429, "rate_limited", exc.description or "too many requests")
+
+
+DEFAULT_STORAGE_URI = "memory://"
+# A Redis that does not answer must cost a login little: fail fast, then fall back.
+REDIS_STORAGE_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+
+
+def limiter_storage_config(settings) -> dict:
+    """Flask-Limiter's storage settings.
+
+    Limits must hold across processes (gunicorn runs several workers; memory:// counts
+    per worker), so when RATELIMIT_STORAGE_URI is left at memory:// and the app has a
+    Redis broker, the limiter counts there. A Redis outage then falls back to per-process
+    memory counters (never a 500). An explicitly set RATELIMIT_STORAGE_URI always wins.
+    """
+    explicit = settings.RATELIMIT_STORAGE_URI
+    if explicit != DEFAULT_STORAGE_URI or "RATELIMIT_STORAGE_URI" in settings.model_fields_set:
+        return {"RATELIMIT_STORAGE_URI": explicit}
+    uri = redis_storage_uri(settings.broker_url)
+    if uri is None:
+        return {"RATELIMIT_STORAGE_URI": DEFAULT_STORAGE_URI}
+    return {
+        "RATELIMIT_STORAGE_URI": uri,
+        "RATELIMIT_STORAGE_OPTIONS": dict(REDIS_STORAGE_OPTIONS),
+        "RATELIMIT_KEY_PREFIX": "scm",
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
+    }
+
+
+def redis_storage_uri(broker_url: str | None) -> str | None:
+    """The `limits` storage URI for a Redis broker URL, or None when it is not Redis.
+
+    Kombu spells a Unix socket `redis+socket:///path?virtual_host=N` (password as
+    `:pw@`); `limits` wants `redis+unix:///path?db=N` with the same password.
+    """
+    if not broker_url:
+        return None
+    if broker_url.startswith(("redis://", "rediss://")):
+        return broker_url
+    if not broker_url.startswith("redis+socket://"):
+        return None
+    parts = urlsplit(broker_url)
+    query = dict(parse_qsl(parts.query))
+    db = query.get("virtual_host") or query.get("db")
+    # The password stays percent-encoded as given; redis-py unquotes it.
+    userinfo, at, _host = parts.netloc.rpartition("@")
+    query = f"?{urlencode({'db': db})}" if db else ""
+    return f"redis+unix://{userinfo}{at}{parts.path}{query}"
 
 
 def limiter(app: Flask | None = None) -> Limiter:
