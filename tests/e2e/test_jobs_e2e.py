@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -81,12 +82,20 @@ def test_standalone_worker_serves_a_server_without_manager(start_server, redis_s
     # START_CELERY_WORKER=false: no manager anywhere; an operator runs celery_worker.py.
     server = start_server("run", REDIS_URL=redis_server.url)
     server.wait_healthy(60)
-    worker = subprocess.Popen(
-        [sys.executable, str(ROOT / "celery_worker.py"), "--queues", "default,pdf_offset",
-         "--concurrency", "1", "--loglevel", "INFO"],
-        cwd=ROOT, env=server.env, stdout=open(tmp_path / "worker.log", "wb"),
-        stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, str(ROOT / "celery_worker.py"), "--queues", "default,pdf_offset",
+             "--concurrency", "1", "--loglevel", "INFO"],
+            cwd=ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
     try:
+        # Dispatch sends work to Celery only once some worker consumes the queue.
+        deadline = time.monotonic() + 60
+        while b" ready." not in log_path.read_bytes():
+            assert worker.poll() is None and time.monotonic() < deadline, \
+                log_path.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
         admin = server.headers()
         status = server.get("/api/celery/status", headers=admin).json()
         assert status["manager"]["running"] is False and status["broker"]["reachable"]
