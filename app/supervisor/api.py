@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.auth import admin_required
 from app.errors import APIError, error_response
 from app.settings import KNOWN_QUEUES
-from app.supervisor.errors import BrokerUnavailable, SupervisorError
+from app.supervisor.errors import BROKER_ERRORS, BrokerUnavailable, SupervisorError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("celery_admin", __name__, url_prefix="/api/celery")
@@ -161,7 +161,7 @@ def register_error_handlers(app: Flask) -> None:
 
     # A broker outage surfacing from Celery/kombu/redis inside inspect or purge is a 503,
     # whichever library raised it.
-    for exc_type in _broker_exception_types():
+    for exc_type in BROKER_ERRORS:
         app.register_error_handler(exc_type, _broker_down)
 
 
@@ -169,22 +169,6 @@ def _broker_down(exc: Exception):
     log.warning("broker unavailable: %s", exc)
     err = BrokerUnavailable("the broker did not answer")
     return error_response(err.http_status, err.code, err.message)
-
-
-def _broker_exception_types() -> list[type[Exception]]:
-    types: list[type[Exception]] = []
-    try:
-        from kombu.exceptions import OperationalError
-        types.append(OperationalError)
-    except ImportError:
-        pass
-    try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-        types += [RedisConnectionError, RedisTimeoutError]
-    except ImportError:
-        pass
-    return types
 
 
 # --------------------------------------------------------------------------- fast probe

@@ -115,12 +115,7 @@ class BrokerMonitor:
         return self._reachable is not None
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        self._drop_client()
 
     # --- internals ------------------------------------------------------------
     def _stale(self) -> bool:

@@ -375,7 +375,7 @@ class ManagerHandle:
             raise ManagerUnavailable(f"the manager is not running here ({self._state})")
         try:
             return getattr(manager, op)(**kwargs)
-        except _broker_errors() as exc:
+        except sup_errors.BROKER_ERRORS as exc:
             # A broker outage inside inspect/purge is the caller's 503, not a manager bug.
             raise BrokerUnavailable(f"the broker did not answer: {type(exc).__name__}") from exc
 
@@ -515,21 +515,6 @@ def _read_line(sock: socket.socket) -> bytes:
         if chunk.endswith(b"\n") or size > 64 * MAX_LINE:
             break
     return b"".join(chunks)
-
-
-def _broker_errors() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = []
-    try:
-        from kombu.exceptions import OperationalError
-        types.append(OperationalError)
-    except ImportError:
-        pass
-    try:
-        import redis.exceptions
-        types += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
-    except ImportError:
-        pass
-    return tuple(types)
 
 
 def _write_owner_pid(fd: int) -> None:

@@ -1,6 +1,14 @@
 """Errors the manager's surface raises; the HTTP layer maps `http_status` and `code` 1:1."""
 from __future__ import annotations
 
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# What a broker outage looks like when it escapes kombu's or redis-py's own handling.
+BROKER_ERRORS: tuple[type[Exception], ...] = (OperationalError, RedisConnectionError,
+                                               RedisTimeoutError)
+
 
 class SupervisorError(Exception):
     http_status = 500
