@@ -19,8 +19,8 @@ WRONG = {"username": "admin", "password": "not-the-password"}
 
 # --- configuration ----------------------------------------------------------------------
 def test_default_memory_storage_moves_to_the_redis_broker(tmp_path):
-    config = limiter_storage_config(make_settings(tmp_path, REDIS_URL="redis://:pw@10.0.0.5:6380/2"))
-    assert config["RATELIMIT_STORAGE_URI"] == "redis://:pw@10.0.0.5:6380/2"
+    config = limiter_storage_config(make_settings(tmp_path, REDIS_URL="redis://:pw@cache.example.invalid:6380/2"))
+    assert config["RATELIMIT_STORAGE_URI"] == "redis://:pw@cache.example.invalid:6380/2"
     assert config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] is True
     assert config["RATELIMIT_SWALLOW_ERRORS"] is True
 
@@ -57,8 +57,8 @@ def test_explicit_storage_uri_wins(tmp_path):
                              RATELIMIT_STORAGE_URI="memory://")
     assert limiter_storage_config(settings) == {"RATELIMIT_STORAGE_URI": "memory://"}
     settings = make_settings(tmp_path, REDIS_URL="redis://127.0.0.1:1/0",
-                             RATELIMIT_STORAGE_URI="redis://10.1.1.1:6379/5")
-    assert limiter_storage_config(settings) == {"RATELIMIT_STORAGE_URI": "redis://10.1.1.1:6379/5"}
+                             RATELIMIT_STORAGE_URI="redis://limits.example.invalid:6379/5")
+    assert limiter_storage_config(settings) == {"RATELIMIT_STORAGE_URI": "redis://limits.example.invalid:6379/5"}
 
 
 def test_no_broker_keeps_memory(tmp_path):

@@ -90,7 +90,7 @@ def test_login_is_rate_limited_per_client(make_app):
     assert "Retry-After" in response.headers
     # Another client address has its own budget.
     other = client.post("/api/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]},
-                        environ_base={"REMOTE_ADDR": "10.0.0.9"})
+                        environ_base={"REMOTE_ADDR": "192.0.2.9"})
     assert other.status_code == 200
 
 
