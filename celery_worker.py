@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from app.settings import KNOWN_QUEUES, SettingsError, load_settings  # noqa: E402
+from app.settings import KNOWN_QUEUES, load_settings_or_exit  # noqa: E402
 
 
 def parse_args(argv: list[str], settings) -> argparse.Namespace:
@@ -45,11 +45,7 @@ def parse_args(argv: list[str], settings) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     args = parse_args(argv, settings)
     broker = settings.broker_url
     if not broker:

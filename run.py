@@ -12,17 +12,13 @@ import signal
 import sys
 
 from app import create_app
-from app.settings import SettingsError, load_settings
+from app.settings import load_settings_or_exit
 from app.jobs import close_services, start_reconciler
 from app.supervisor import host_manager, manager_handle
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings_or_exit()
     logging.basicConfig(level=settings.LOG_LEVEL.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 
-from app.settings import SettingsError, load_settings
+from app.settings import load_settings_or_exit, with_workers_by_default
 from app.supervisor.shim import set_parent_death_signal
 
 RELOAD_EXIT_CODE = 3  # werkzeug's reloader child exits with 3 to ask for a restart
@@ -88,12 +88,7 @@ def serve(settings, *, use_reloader: bool) -> int:
 
 def main(argv: list[str]) -> int:
     use_reloader = "--no-reload" not in argv
-    os.environ.setdefault("START_CELERY_WORKER", "true")
-    try:
-        settings = load_settings(LOG_LEVEL="DEBUG")
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = with_workers_by_default(load_settings_or_exit(LOG_LEVEL="DEBUG"))
     logging.basicConfig(level=logging.DEBUG,
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     if use_reloader and not _is_reloader_child():

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-from app.settings import SettingsError, load_settings  # noqa: E402
+from app.settings import load_settings_or_exit, with_workers_by_default  # noqa: E402
 from app.supervisor import host_manager, manager_handle  # noqa: E402
 
 log = logging.getLogger("start_with_celery")
@@ -49,14 +49,7 @@ def gunicorn_env(settings) -> dict[str, str]:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if "START_CELERY_WORKER" not in settings.model_fields_set:
-        # This entry point exists to run workers; an explicit false (env or .env) still wins.
-        settings = settings.model_copy(update={"START_CELERY_WORKER": True})
+    settings = with_workers_by_default(load_settings_or_exit())
     logging.basicConfig(level=settings.LOG_LEVEL.upper(),
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
 

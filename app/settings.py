@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -279,3 +280,23 @@ def load_settings(**overrides) -> Settings:
             for err in exc.errors()
         )
         raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+def load_settings_or_exit(**overrides) -> Settings:
+    """For entry points: the settings, or the configuration problem on stderr and exit 2."""
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def with_workers_by_default(settings: Settings) -> Settings:
+    """START_CELERY_WORKER on unless the operator set it (environment or .env) either way.
+
+    For the entry points whose purpose is running workers; not an os.environ default,
+    which would override a `.env` that says false.
+    """
+    if "START_CELERY_WORKER" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"START_CELERY_WORKER": True})

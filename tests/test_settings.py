@@ -70,3 +70,21 @@ def test_development_secret_is_random_per_instance_and_shared(tmp_path):
     assert other.config["JWT_SECRET_KEY"] != secret          # never shared across instances
     secret_file = tmp_path / "one" / "instance" / "run" / "jwt_secret"
     assert secret_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_worker_entry_points_default_to_workers_but_respect_an_explicit_false(monkeypatch):
+    from app.settings import with_workers_by_default
+
+    assert with_workers_by_default(load_settings(_env_file=None)).START_CELERY_WORKER is True
+    monkeypatch.setenv("START_CELERY_WORKER", "false")
+    assert with_workers_by_default(load_settings(_env_file=None)).START_CELERY_WORKER is False
+
+
+def test_entry_points_exit_2_with_the_problem(monkeypatch, capsys):
+    from app.settings import load_settings_or_exit
+
+    monkeypatch.setenv("CELERY_CONCURRENCY", "0")
+    with pytest.raises(SystemExit) as exited:
+        load_settings_or_exit(_env_file=None)
+    assert exited.value.code == 2
+    assert "CELERY_CONCURRENCY" in capsys.readouterr().err

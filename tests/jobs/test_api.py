@@ -13,7 +13,8 @@ from flask_jwt_extended import create_access_token
 from app import create_app
 from app.jobs import services
 from tests.conftest import make_settings
-from tests.jobs.conftest import png_bytes, wait_for
+from tests.conftest import wait_for
+from tests.jobs.conftest import png_bytes
 
 JOB_FIELDS = {"id", "kind", "status", "progress", "message", "mode", "error", "created_at",
               "started_at", "finished_at", "result_url"}

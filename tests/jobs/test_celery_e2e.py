@@ -15,7 +15,8 @@ from app.jobs.reconciler import Reconciler
 from app.jobs.store import JobStore
 from app.supervisor.broker import BrokerMonitor
 from tests.conftest import make_settings
-from tests.jobs.conftest import png_bytes, wait_for
+from tests.conftest import wait_for
+from tests.jobs.conftest import png_bytes
 
 pytestmark = pytest.mark.timeout(120)
 

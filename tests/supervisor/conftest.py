@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import psutil
 import pytest
@@ -17,17 +16,6 @@ from app.supervisor.manager import CeleryWorkerManager
 from tests.conftest import make_settings
 
 TEST_APP = "tests.supervisor.worker_app"
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
 
 
 def worker(status: dict, queue: str) -> dict:

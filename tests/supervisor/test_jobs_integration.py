@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tests.supervisor.conftest import all_running, wait_for, worker
+from tests.conftest import wait_for
+from tests.supervisor.conftest import all_running, worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 FAULTY_APP = "tests.jobs.faulty_celery_app"

@@ -18,7 +18,8 @@ from app.supervisor.errors import BrokerUnavailable
 from app.supervisor.pidfile import StateFile
 from app.supervisor.worker_slot import PROJECT_ROOT
 from tests.conftest import make_settings
-from tests.supervisor.conftest import TEST_APP, all_running, wait_for, worker
+from tests.conftest import wait_for
+from tests.supervisor.conftest import TEST_APP, all_running, worker
 from tests.supervisor.marks import marks_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -9,7 +9,8 @@ import pytest
 
 from app.supervisor.errors import InvalidRequest
 from app.supervisor.pidfile import StateFile
-from tests.supervisor.conftest import all_running, wait_for, worker
+from tests.conftest import wait_for
+from tests.supervisor.conftest import all_running, worker
 
 pytestmark = pytest.mark.timeout(120)
 HOST = socket.gethostname()

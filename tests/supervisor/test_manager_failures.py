@@ -12,7 +12,8 @@ import time
 import psutil
 import pytest
 
-from tests.supervisor.conftest import all_running, wait_for, worker
+from tests.conftest import wait_for
+from tests.supervisor.conftest import all_running, worker
 from tests.supervisor.marks import marks_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -13,7 +13,7 @@ import pytest
 
 from app.supervisor.logfile import LogFile
 from app.supervisor.process import ExitInfo, WorkerProcess
-from tests.supervisor.conftest import wait_for
+from tests.conftest import wait_for
 
 PY = sys.executable
 

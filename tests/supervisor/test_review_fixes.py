@@ -27,7 +27,8 @@ from app.supervisor.worker_slot import (
     child_env,
 )
 from tests.conftest import make_settings
-from tests.supervisor.conftest import TEST_APP, all_running, wait_for, worker
+from tests.conftest import wait_for
+from tests.supervisor.conftest import TEST_APP, all_running, worker
 
 HOST = socket.gethostname()
 
