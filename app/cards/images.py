@@ -7,11 +7,15 @@ Two routes:
   compressed data untouched (PNG IDAT with PNG predictors, JPEG as DCT). The data is
   copied from the file only while the PDF is written, so memory does not grow with
   the deck. EXIF orientation is then applied by the placement matrix, not by pixels.
+  The file is still decoded once in full: that proves the data a renderer will get is
+  sound (a PNG with valid CRCs can still hold broken deflate data) and yields the
+  pixels the bleed strips are cut from.
 * decode: everything else is fully decoded by Pillow, oriented, flattened onto white,
   downsampled if it is well above the target resolution, and re-encoded losslessly
-  (quality 100) or as JPEG (quality < 100).
+  (quality 100, app.cards.deflate) or as JPEG (quality < 100).
 
-Every failure is a CardError naming the file.
+Either way the decoded pixels are dropped once the bleed strips (app.cards.bleed) are
+taken. Every failure is a CardError naming the file.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app.cards.bleed import EdgeKey, Edges, edges_of
+from app.cards.deflate import png_idat
 from app.cards.errors import CardError
 from app.cards.options import Crop
 
@@ -100,6 +106,20 @@ class Spool:
 # --------------------------------------------------------------------------- result
 
 @dataclass
+class BytesSource(StreamSource):
+    """A small stream held in memory (bleed strips)."""
+
+    data: bytes
+    length: int = field(init=False)
+
+    def __post_init__(self):
+        self.length = len(self.data)
+
+    def copy_to(self, out) -> None:
+        out.write(self.data)
+
+
+@dataclass
 class PreparedImage:
     """One image object of the PDF and how to place it."""
 
@@ -113,6 +133,7 @@ class PreparedImage:
     source: StreamSource
     original_size: tuple[int, int]   # upright size of the input file, for crop and warnings
     passthrough: bool
+    edges: dict[EdgeKey, Edges] = field(default_factory=dict)   # bleed per way of placing it
 
     @property
     def upright_size(self) -> tuple[int, int]:
@@ -124,10 +145,12 @@ class PreparedImage:
 
 @dataclass(frozen=True)
 class Demand:
-    """What one use of an image needs: the slot at the target resolution, and the crop."""
+    """What one use of an image needs: the slot at the target resolution, the crop,
+    and how it is placed (for its bleed strips)."""
 
     slot_px: tuple[int, int]
     crop: Crop | None = None
+    edge: EdgeKey | None = None
 
 
 # --------------------------------------------------------------------------- loading
@@ -191,16 +214,30 @@ def _prepare(path, name, demands, max_pixels, quality, spool) -> PreparedImage:
     target = _downsample_size(upright, demands)
 
     if target is None and png is not None and png.passthrough and quality == 100:
+        pixels = _decoded_pixels(data, orientation)
         source = FileSlices(path, name, png.idat, stamp)
-        return PreparedImage(name, width, height, 1, png.colorspace, "/FlateDecode", True,
-                             source, upright, passthrough=True)
-    if target is None and fmt == "JPEG" and _jpeg_passthrough(data):
-        _check_jpeg_decodes(data)
+        image = PreparedImage(name, width, height, 1, png.colorspace, "/FlateDecode", True,
+                              source, upright, passthrough=True)
+    elif target is None and fmt == "JPEG" and _jpeg_passthrough(data):
+        pixels = _decoded_pixels(data, orientation)
         source = FileSlices(path, name, [(0, len(data))], stamp)
         colorspace = "/DeviceGray" if _jpeg_components(data) == 1 else "/DeviceRGB"
-        return PreparedImage(name, width, height, orientation, colorspace, "/DCTDecode", False,
-                             source, upright, passthrough=True)
-    return _decode(data, name, upright, target, quality, spool)
+        image = PreparedImage(name, width, height, orientation, colorspace, "/DCTDecode", False,
+                              source, upright, passthrough=True)
+    else:
+        image, pixels = _decode(data, name, upright, target, quality, spool)
+    image.edges = {d.edge: edges_of(pixels, d.edge, upright) for d in demands if d.edge is not None}
+    return image
+
+
+def _decoded_pixels(data: bytes, orientation: int) -> np.ndarray:
+    """Upright pixels of a pass-through file. Decoding all of it is the integrity check:
+    Pillow refuses truncated or corrupt entropy-coded / deflate data."""
+    im = Image.open(io.BytesIO(data), formats=("PNG", "JPEG"))
+    im.load()
+    if orientation != 1:
+        im = ImageOps.exif_transpose(im) or im
+    return np.asarray(im)
 
 
 def _orientation(im: Image.Image) -> int:
@@ -221,14 +258,7 @@ def _downsample_size(upright: tuple[int, int], demands: list[Demand]) -> tuple[i
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
-def _check_jpeg_decodes(data: bytes) -> None:
-    """Decode the whole entropy-coded stream at 1/8 scale: catches truncation cheaply."""
-    im = Image.open(io.BytesIO(data), formats=("JPEG",))
-    im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
-    im.load()
-
-
-def _decode(data, name, upright, target, quality, spool) -> PreparedImage:
+def _decode(data, name, upright, target, quality, spool) -> tuple[PreparedImage, np.ndarray]:
     im = Image.open(io.BytesIO(data), formats=FORMATS)
     if target is not None and im.format == "JPEG":
         # DCT scaling: decode straight at 1/2, 1/4 or 1/8 size when that still covers the target.
@@ -241,18 +271,16 @@ def _decode(data, name, upright, target, quality, spool) -> PreparedImage:
     if target is not None and (im.width > target[0] or im.height > target[1]):
         im = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     colorspace = "/DeviceGray" if im.mode == "L" else "/DeviceRGB"
-    out = io.BytesIO()
+    pixels = np.asarray(im)
     if quality < 100:
+        out = io.BytesIO()
         im.save(out, "JPEG", quality=quality, subsampling=0)
         encoded, pdf_filter, predictors = out.getvalue(), "/DCTDecode", False
     else:
-        im.save(out, "PNG", compress_level=6)
-        png = out.getvalue()
-        layout = _png_layout(png)
-        encoded = b"".join(png[offset:offset + length] for offset, length in layout.idat)
-        pdf_filter, predictors = "/FlateDecode", True
-    return PreparedImage(name, im.width, im.height, 1, colorspace, pdf_filter, predictors,
-                         spool.put(encoded, name), upright, passthrough=False)
+        encoded, pdf_filter, predictors = png_idat(pixels), "/FlateDecode", True
+    image = PreparedImage(name, im.width, im.height, 1, colorspace, pdf_filter, predictors,
+                          spool.put(encoded, name), upright, passthrough=False)
+    return image, pixels
 
 
 def _flatten(im: Image.Image) -> Image.Image:

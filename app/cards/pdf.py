@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pypdf import PdfWriter
@@ -25,8 +27,9 @@ from pypdf.generic import (
 )
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
+from app.cards.bleed import Strip
 from app.cards.errors import CardError
-from app.cards.images import PreparedImage
+from app.cards.images import BytesSource, PreparedImage
 
 CREATOR = "Silhouette Card Maker"
 # Page labels carry each page's role; offset_pdf reads them back (`Front 1`, `Back 1`, ...).
@@ -78,10 +81,22 @@ def _pdf_string(text: str) -> str:
     return raw.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
+@dataclass(frozen=True)
+class StripImage:
+    """The parts of PreparedImage that LazyImage reads, for a bleed strip."""
+
+    width: int
+    height: int
+    colorspace: str
+    filter: str
+    png_predictors: bool
+    source: BytesSource
+
+
 class LazyImage(StreamObject):
     """Image XObject whose data is produced by its source at write time."""
 
-    def __init__(self, image: PreparedImage):
+    def __init__(self, image: PreparedImage | StripImage):
         super().__init__()
         self._image = image
         entries = {
@@ -134,6 +149,12 @@ class SheetWriter:
 
     def add_image(self, image: PreparedImage) -> IndirectObject:
         return self._register(LazyImage(image))
+
+    def add_strip(self, strip: Strip) -> IndirectObject:
+        """A one-pixel bleed strip: a few kB of samples, deflated in memory."""
+        return self._register(LazyImage(StripImage(
+            strip.width, strip.height, "/DeviceGray" if strip.grey else "/DeviceRGB",
+            "/FlateDecode", False, BytesSource(zlib.compress(strip.samples)))))
 
     def font(self) -> IndirectObject:
         if self._font is None:

@@ -1,25 +1,26 @@
-"""Where the pixels of one card image go on the page, as PDF matrices and clips.
+"""Where the pixels of one card go on the page: PDF matrices, clips and fills.
 
-A card is drawn from one image object, nine times: the card itself, four edge
-strips and four corners. Each strip shows a single edge row or column of the image
-stretched across the bleed, each corner a single corner pixel, which is the spec's
-edge replication (§4.2) without any extra image data. Orientation (EXIF),
-the back's 180° turn, crop and extend-corners are all part of the matrices.
+A card is drawn as its image (once), four one-pixel edge strips stretched across the
+bleed and four corner rectangles in the corner pixel's colour: the spec's edge
+replication (§4.2) from data of the bleed's own size (app.cards.bleed), so no
+placement is magnified beyond what its own pixels need. Orientation (EXIF), the
+back's 180° turn, crop and extend-corners are all part of the matrices and strips.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from app.cards.bleed import Edges, Strip
 from app.cards.images import PreparedImage
 from app.cards.layouts import PT_PER_PX
-from app.cards.options import Crop
 
 Matrix = tuple[float, float, float, float, float, float]   # PDF order: a b c d e f
 IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 UNDERLAP_PX = 0.5      # how far a piece reaches under the piece drawn after it
 HAIR_PX = 0.01         # how far an outer clip edge pulls in (invisible; beats float noise)
-PURE_PX = 0.02         # half-width of the sample taken from an inner pixel for the bleed
+# Vector fills are anti-aliased: a 0.01-px pull-in would tint the outer pixel by 1 %.
+FILL_HAIR_PX = 0.001
 
 
 def compose(outer: Matrix, inner: Matrix) -> Matrix:
@@ -68,9 +69,24 @@ class Slot:
     extend: int = 0
 
 
-def card_draws(image: PreparedImage, slot: Slot, *, page_height_pt: float,
-               crop: Crop | None = None, back: bool = False) -> list[tuple[Matrix, tuple]]:
-    """(matrix, clip) pairs that paint the card and its bleed; clip is (x, y, w, h) in pt."""
+@dataclass(frozen=True)
+class ImagePiece:
+    """Draw image `piece` ("card", "top", "bottom", "left", "right") with `matrix`, clipped."""
+
+    piece: str
+    matrix: Matrix
+    clip: tuple[float, float, float, float]     # x, y, w, h in pt
+
+
+@dataclass(frozen=True)
+class FillPiece:
+    rgb: tuple[int, int, int]
+    rect: tuple[float, float, float, float]     # x, y, w, h in pt
+
+
+def card_draws(image: PreparedImage, edges: Edges, slot: Slot, *, page_height_pt: float,
+               back: bool = False) -> list[ImagePiece | FillPiece]:
+    """Pieces that paint the card and its bleed, in drawing order (corners, edges, card)."""
     up_w, up_h = image.upright_size
     # Unit square -> stored pixels (row 0 at the top) -> upright pixels -> back turned.
     to_source = compose(orientation_matrix(image.orientation, image.width, image.height),
@@ -79,79 +95,60 @@ def card_draws(image: PreparedImage, slot: Slot, *, page_height_pt: float,
         to_source = compose((-1.0, 0.0, 0.0, -1.0, float(up_w), float(up_h)), to_source)
     to_pt = (PT_PER_PX, 0.0, 0.0, -PT_PER_PX, 0.0, page_height_pt)
 
-    # Crop borders are measured on the original file (spec §7), then scaled to the
-    # embedded image, which may have been downsampled.
-    orig_w, orig_h = image.original_size
-    cx, cy = crop.border_px(orig_w, orig_h) if crop else (0, 0)
-    u0, v0 = cx * up_w / orig_w, cy * up_h / orig_h
-    u1, v1 = up_w - u0, up_h - v0
-
+    u0, v0, u1, v1 = edges.box
     x, y, w, h, e = slot.x, slot.y, slot.w, slot.h, slot.extend
     bx, by = slot.bleed_x, slot.bleed_y
-    # The image row/column that lands on the first/last slot pixel inside the trimmed edge.
-    kx, ky = (u1 - u0) / w, (v1 - v0) / h
-    left = _index(u0 + (e + 0.5) * kx, up_w)
-    right = _index(u0 + (w - e - 0.5) * kx, up_w)
-    top = _index(v0 + (e + 0.5) * ky, up_h)
-    bottom = _index(v0 + (h - e - 0.5) * ky, up_h)
-
-    card_src = (u0, v0, u1, v1)
-    card_dst = (x, y, x + w, y + h)
-    inner_x = (x + e, x + w - e)
-    inner_y = (y + e, y + h - e)
+    inner_x, inner_y = (x + e, x + w - e), (y + e, y + h - e)
     outer_l, outer_r = (x - bx, x + e), (x + w - e, x + w + bx)
     outer_t, outer_b = (y - by, y + e), (y + h - e, y + h + by)
 
-    draws: list[tuple[Matrix, tuple]] = []
+    pieces: list[ImagePiece | FillPiece] = []
+    for colour, xs, ys, inner in zip(edges.corners, (outer_l, outer_r, outer_l, outer_r),
+                                     (outer_t, outer_t, outer_b, outer_b), ("rb", "lb", "rt", "lt")):
+        if xs[1] > xs[0] and ys[1] > ys[0]:
+            rect = _grow((xs[0], ys[0], xs[1], ys[1]), inner, FILL_HAIR_PX)
+            pieces.append(FillPiece(colour, rect_pt(rect, page_height_pt)))
 
-    def add(src, dst, clip_x, clip_y, inner_sides: str) -> None:
+    def place(piece: str, to_unit: Matrix, src, dst, clip_x, clip_y, inner: str,
+              stretch: str = "") -> None:
         if clip_x[1] <= clip_x[0] or clip_y[1] <= clip_y[0]:
             return
-        # Sides facing a piece drawn later reach under it, so no renderer shows a seam;
-        # all other sides pull in by a hair, so none rounds a clip outwards by a pixel.
-        l, t, r, b = (UNDERLAP_PX if side in inner_sides else -HAIR_PX for side in "ltrb")
-        clip = (clip_x[0] - l, clip_y[0] - t, clip_x[1] + r, clip_y[1] + b)
+        clip = _grow((clip_x[0], clip_y[0], clip_x[1], clip_y[1]), inner, HAIR_PX)
         # Renderers round an image's device box outwards; float noise at an exact pixel
         # edge would then stretch the image by a whole pixel. A hair inside, it cannot.
-        inset = (dst[0] + HAIR_PX, dst[1] + HAIR_PX, dst[2] - HAIR_PX, dst[3] - HAIR_PX)
-        matrix = compose(to_pt, compose(rect_map(src, inset), to_source))
-        draws.append((matrix, rect_pt(clip, page_height_pt)))
+        dst = [dst[0] + HAIR_PX, dst[1] + HAIR_PX, dst[2] - HAIR_PX, dst[3] - HAIR_PX]
+        if stretch == "y":                   # a row strip fills its clip's height
+            dst[1], dst[3] = clip[1], clip[3]
+        elif stretch == "x":
+            dst[0], dst[2] = clip[0], clip[2]
+        matrix = compose(to_pt, compose(rect_map(src, tuple(dst)), to_unit))
+        pieces.append(ImagePiece(piece, matrix, rect_pt(clip, page_height_pt)))
 
-    cols = {"l": _pure(left, up_w), "r": _pure(right, up_w)}
-    rows = {"t": _pure(top, up_h), "b": _pure(bottom, up_h)}
-    # corners: a single pixel each
-    for col, xs, x_inner in (("l", outer_l, "r"), ("r", outer_r, "l")):
-        for row, ys, y_inner in (("t", outer_t, "b"), ("b", outer_b, "t")):
-            src = (cols[col][0], rows[row][0], cols[col][1], rows[row][1])
-            add(src, (xs[0], ys[0], xs[1], ys[1]), xs, ys, x_inner + y_inner)
-    # edges: one row or column, stretched across the bleed, aligned with the card's pixels
-    add((u0, rows["t"][0], u1, rows["t"][1]), (x, outer_t[0], x + w, outer_t[1]), inner_x, outer_t, "b")
-    add((u0, rows["b"][0], u1, rows["b"][1]), (x, outer_b[0], x + w, outer_b[1]), inner_x, outer_b, "t")
-    add((cols["l"][0], v0, cols["l"][1], v1), (outer_l[0], y, outer_l[1], y + h), outer_l, inner_y, "r")
-    add((cols["r"][0], v0, cols["r"][1], v1), (outer_r[0], y, outer_r[1], y + h), outer_r, inner_y, "l")
+    # A strip's pixels line up with the card's: page x (or y) of strip column (row) 0 and
+    # of its far end, extended from the card's own mapping of u0..u1 (v0..v1).
+    sx0, sx1 = x - u0 * w / (u1 - u0), x + w + (up_w - u1) * w / (u1 - u0)
+    sy0, sy1 = y - v0 * h / (v1 - v0), y + h + (up_h - v1) * h / (v1 - v0)
+    for piece, strip, ys, inner in (("top", edges.top, outer_t, "b"), ("bottom", edges.bottom, outer_b, "t")):
+        place(piece, _unit_to_pixels(strip), (0, 0, up_w, 1), (sx0, ys[0], sx1, ys[1]),
+              inner_x, ys, inner, stretch="y")
+    for piece, strip, xs, inner in (("left", edges.left, outer_l, "r"), ("right", edges.right, outer_r, "l")):
+        place(piece, _unit_to_pixels(strip), (0, 0, 1, up_h), (xs[0], sy0, xs[1], sy1),
+              xs, inner_y, inner, stretch="x")
     # the card itself last, on top of everything that reaches under it
-    add(card_src, card_dst, inner_x, inner_y, "")
-    return draws
+    place("card", to_source, (u0, v0, u1, v1), (x, y, x + w, y + h), inner_x, inner_y, "")
+    return pieces
 
 
-def _index(value: float, size: int) -> int:
-    return min(size - 1, max(0, math.floor(value)))
+def _unit_to_pixels(strip: Strip) -> Matrix:
+    """Unit square -> the strip's pixel coordinates, row 0 at the top."""
+    return (float(strip.width), 0.0, 0.0, -float(strip.height), 0.0, float(strip.height))
 
 
-def _pure(index: int, size: int) -> tuple[float, float]:
-    """Source interval that renders as pixel `index` alone, even where viewers smooth.
-
-    Smoothing viewers (pdfium, most screens) interpolate between pixel centres when they
-    enlarge an image, so stretching a whole edge pixel over the bleed would blend in
-    its inner neighbour. The half pixel at the image border has no inner neighbour to
-    blend with; a pixel inside the image (after crop or extend-corners) is sampled
-    within PURE_PX of its centre, which keeps any blend under 2 %.
-    """
-    if index == 0:
-        return 0.0, 0.5
-    if index == size - 1:
-        return size - 0.5, float(size)
-    return index + 0.5 - PURE_PX, index + 0.5 + PURE_PX
+def _grow(rect, inner: str, hair: float) -> tuple[float, float, float, float]:
+    """Sides named in `inner` face a piece drawn later and reach under it, so no renderer
+    shows a seam; the others pull in by `hair`, so none rounds them outwards by a pixel."""
+    l, t, r, b = (UNDERLAP_PX if side in inner else -hair for side in "ltrb")
+    return rect[0] - l, rect[1] - t, rect[2] + r, rect[3] + b
 
 
 def rect_pt(rect: tuple[float, float, float, float], page_height_pt: float) -> tuple[float, float, float, float]:

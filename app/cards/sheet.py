@@ -7,6 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.cards.bleed import EdgeKey, Edges
 from app.cards.errors import CardError
 from app.cards.images import Demand, PreparedImage, Spool, prepare_image
 from app.cards.inputs import CardFiles, collect
@@ -23,7 +24,7 @@ from app.cards.options import (
     parse_crop,
 )
 from app.cards.pdf import Content, SheetWriter, text_width
-from app.cards.placement import Slot, card_draws, rect_pt
+from app.cards.placement import FillPiece, Slot, card_draws, rect_pt
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
 
 ASPECT_TOLERANCE = 0.02
@@ -131,8 +132,8 @@ def generate_sheets(*, front_dir, output, back_dir=None, double_sided_dir=None, 
 
     spool = Spool()
     try:
-        images = _load_images(pages, files, layout, crop_spec, ppi, quality, max_pixels, spool,
-                              report.span(0.0, 0.7, 1))
+        images = _load_images(pages, files, layout, crop_spec, extend, ppi, quality, max_pixels,
+                              spool, report.span(0.0, 0.7, 1))
         warnings += _aspect_warnings(pages, images, layout, crop_spec)
         writer = SheetWriter(title=label_name)
         embedded = _lay_out(writer, pages, images, layout, crop_spec, extend, label_name,
@@ -182,7 +183,12 @@ def _paths(files: CardFiles) -> dict[CardRef, tuple[Path, str]]:
     return found
 
 
-def _load_images(pages, files, layout, crop, ppi, quality, max_pixels, spool,
+def _edge_key(layout: Layout, placement: Placement, crop: Crop | None, extend: int) -> EdgeKey:
+    return EdgeKey((layout.card_w, layout.card_h), crop if placement.cropped else None,
+                   extend, placement.turned)
+
+
+def _load_images(pages, files, layout, crop, extend, ppi, quality, max_pixels, spool,
                  report) -> dict[CardRef, PreparedImage]:
     """Load every image that appears on a page, in parallel, in page order."""
     paths = _paths(files)
@@ -190,7 +196,8 @@ def _load_images(pages, files, layout, crop, ppi, quality, max_pixels, spool,
     demands: dict[CardRef, set[Demand]] = {}
     for page in pages:
         for placement in page.placements:
-            demand = Demand(slot_px, crop if placement.cropped else None)
+            demand = Demand(slot_px, crop if placement.cropped else None,
+                            _edge_key(layout, placement, crop, extend))
             demands.setdefault(placement.card, set()).add(demand)
 
     # One job per distinct file content, however many roles and names it has.
@@ -298,32 +305,52 @@ def _lay_out(writer: SheetWriter, pages: list[PagePlan], images: dict[CardRef, P
              layout: Layout, crop: Crop | None, extend: int, name: str | None,
              report) -> dict[str, PreparedImage]:
     paper = layout.paper
-    height_pt = paper.size_pt[1]
+    objects = _ImageObjects(writer)
     bleed_x, bleed_y = layout.bleed
-    refs: dict[int, tuple[str, object]] = {}          # id(PreparedImage) -> (name, ref)
-    embedded: dict[str, PreparedImage] = {}
     for number, page in enumerate(pages, start=1):
         content = Content()
         draw_marks(content, paper)
-        used = {}
+        used: dict[str, object] = {}
         for placement in page.placements:       # slot order: later slots win overlaps
             image = images[placement.card]
-            if id(image) not in refs:
-                xname = f"Im{len(refs) + 1}"
-                refs[id(image)] = (xname, writer.add_image(image))
-                embedded[xname] = image
-            xname, ref = refs[id(image)]
-            used[xname] = ref
+            edges = image.edges[_edge_key(layout, placement, crop, extend)]
             x, y = layout.slot_origin(placement.slot)
             slot = Slot(x, y, layout.card_w, layout.card_h, bleed_x, bleed_y, extend)
-            for matrix, clip in card_draws(image, slot, page_height_pt=height_pt,
-                                           crop=crop if placement.cropped else None,
-                                           back=placement.turned):
-                content.image(xname, matrix, clip)
+            for piece in card_draws(image, edges, slot, page_height_pt=paper.size_pt[1],
+                                    back=placement.turned):
+                if isinstance(piece, FillPiece):
+                    content.fill_rect(*piece.rect, rgb=piece.rgb)
+                    continue
+                xname = objects.name(image, edges, piece.piece)
+                used[xname] = objects.refs[xname]
+                content.image(xname, piece.matrix, piece.clip)
         front = page.role == FRONT
         if front:
             draw_label(content, paper, label_for(page.sheet, layout.template, name))
         writer.add_page(paper.size_pt, content, role=page.role, images=used, text=front)
         report(number, f"Laid out page {number} of {len(pages)}")
-    return embedded
+    return objects.cards
 
+
+class _ImageObjects:
+    """Each card image once, and each of its bleed strips once per way it is placed."""
+
+    def __init__(self, writer: SheetWriter):
+        self._writer = writer
+        self._names: dict[tuple, str] = {}
+        self.refs: dict[str, object] = {}
+        self.cards: dict[str, PreparedImage] = {}
+
+    def name(self, image: PreparedImage, edges: Edges, piece: str) -> str:
+        key = (id(image),) if piece == "card" else (id(image), id(edges), piece)
+        xname = self._names.get(key)
+        if xname is None:
+            if piece == "card":
+                xname = f"Im{len(self.cards) + 1}"
+                self.cards[xname] = image
+                self.refs[xname] = self._writer.add_image(image)
+            else:
+                xname = f"S{len(self._names) - len(self.cards) + 1}"
+                self.refs[xname] = self._writer.add_strip(getattr(edges, piece))
+            self._names[key] = xname
+        return xname
