@@ -196,3 +196,26 @@ class SpecLayout:
 
 
 SPEC_LAYOUTS = [SpecLayout(paper, card) for paper, data in SPEC["papers"].items() for card in data["layouts"]]
+
+
+# --------------------------------------------------------------------------- a realistic deck
+
+def gradient_card(number: int, size=(825, 1125)) -> Image.Image:
+    """825 x 1125 art (card art with its own bleed, 2.4 % off the standard card's ratio):
+    a gradient of its own hues, never near white, so card + bleed is easy to find."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    r = (40 + 150 * x / w + number * 7) % 200 + 20
+    g = (40 + 150 * y / h + number * 13) % 200 + 20
+    b = np.full_like(r, (number * 37) % 200 + 20)
+    return Image.fromarray(np.dstack([r, g, b]).astype(np.uint8), "RGB")
+
+
+def synthetic_deck(root: Path, cards: int = 64) -> Path:
+    """`cards` fronts card00.png ... and one back, in root/fronts and root/backs."""
+    (root / "fronts").mkdir(parents=True, exist_ok=True)
+    (root / "backs").mkdir(parents=True, exist_ok=True)
+    for number in range(cards):
+        gradient_card(number).save(root / "fronts" / f"card{number:02d}.png", compress_level=1)
+    gradient_card(99).save(root / "backs" / "back.png", compress_level=1)
+    return root
