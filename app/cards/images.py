@@ -214,6 +214,7 @@ def _prepare(path, name, demands, max_pixels, quality, spool) -> PreparedImage:
     target = _downsample_size(upright, demands)
 
     if target is None and png is not None and png.passthrough and quality == 100:
+        _check_png_stream(data, png, name)
         pixels = _decoded_pixels(data, orientation)
         source = FileSlices(path, name, png.idat, stamp)
         image = PreparedImage(name, width, height, 1, png.colorspace, "/FlateDecode", True,
@@ -228,6 +229,28 @@ def _prepare(path, name, demands, max_pixels, quality, spool) -> PreparedImage:
         image, pixels = _decode(data, name, upright, target, quality, spool)
     image.edges = {d.edge: edges_of(pixels, d.edge, upright) for d in demands if d.edge is not None}
     return image
+
+
+def _check_png_stream(data: bytes, png: "_PngLayout", name: str) -> None:
+    """The IDAT data, which goes into the PDF as it is, must be one complete zlib stream
+    of exactly the image's size: chunk CRCs only prove the bytes were copied faithfully,
+    and a decoder may stop before a broken tail. Output is counted, never kept."""
+    from zlib_ng import zlib_ng
+
+    channels = 1 if png.color_type == 0 else 3
+    expected = png.height * (1 + png.width * channels)
+    inflater = zlib_ng.decompressobj()
+    produced = 0
+    damaged = CardError(f"{name}: the image data is damaged (its compressed pixels do not decode)")
+    try:
+        for offset, length in png.idat:
+            produced += len(inflater.decompress(data[offset:offset + length], expected + 1 - produced))
+            if produced > expected or inflater.unconsumed_tail:
+                raise damaged
+    except zlib_ng.error:
+        raise damaged from None
+    if not inflater.eof or produced != expected or inflater.unused_data:
+        raise damaged
 
 
 def _decoded_pixels(data: bytes, orientation: int) -> np.ndarray:

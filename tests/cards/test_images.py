@@ -162,6 +162,22 @@ def with_corrupt_idat(data: bytes) -> bytes:
     raise AssertionError
 
 
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def with_idat(data: bytes, payload: bytes) -> bytes:
+    """`data` with its IDAT chunks replaced by one IDAT of `payload`, every CRC valid."""
+    chunks = [(pos, length, kind) for pos, length, kind in png_chunks(data)]
+    head = data[:chunks[0][0]] + b"".join(data[pos:pos + 12 + length] for pos, length, kind in chunks
+                                         if kind not in (b"IDAT", b"IEND"))
+    return head + png_chunk(b"IDAT", payload) + png_chunk(b"IEND", b"")
+
+
+def idat_payload(data: bytes) -> bytes:
+    return b"".join(data[pos + 8:pos + 8 + length] for pos, length, kind in png_chunks(data) if kind == b"IDAT")
+
+
 def huge_header_png(width: int, height: int) -> bytes:
     """A tiny file whose header claims an enormous image (a decompression bomb's shape)."""
     def chunk(kind, payload):
@@ -175,6 +191,35 @@ NOISY_JPEG = encoded(Image.fromarray(np.random.default_rng(3).integers(0, 256, (
                      "JPEG", quality=90)
 NOISY_PNG = encoded(Image.fromarray(np.random.default_rng(4).integers(0, 256, (200, 150, 3), dtype=np.uint8)),
                     "PNG")
+
+
+def flipped(payload: bytes, at: float) -> bytes:
+    broken = bytearray(payload)
+    broken[int(len(broken) * at)] ^= 0x55
+    return bytes(broken)
+
+
+# Pass-through PNGs (8-bit RGB, no alpha) whose chunk CRCs are all valid but whose
+# deflate data is not sound: their IDAT would go into the PDF unchanged.
+_RAW = idat_payload(NOISY_PNG)
+SOUND_CRC_BAD_DEFLATE = {
+    "flipped.png": with_idat(NOISY_PNG, flipped(_RAW, 0.5)),
+    "bad-checksum.png": with_idat(NOISY_PNG, _RAW[:-4] + bytes(4)),
+    "short.png": with_idat(NOISY_PNG, zlib.compress(zlib.decompress(_RAW)[:-300])),
+    "long.png": with_idat(NOISY_PNG, zlib.compress(zlib.decompress(_RAW) + b"\0" * 451)),
+    "trailing.png": with_idat(NOISY_PNG, _RAW + b"junk after the stream"),
+}
+
+
+@pytest.mark.parametrize("name", SOUND_CRC_BAD_DEFLATE)
+def test_pass_through_png_with_valid_crcs_but_broken_deflate_is_refused(make_deck, tmp_path, name):
+    content = SOUND_CRC_BAD_DEFLATE[name]
+    Image.open(io.BytesIO(content)).verify()          # every CRC is fine
+    root = make_deck({"fronts": {"good.png": NOISY_PNG, name: content}})
+    with pytest.raises(CardError, match="damaged") as info:
+        generate_sheets(front_dir=root / "fronts", output=tmp_path / "out.pdf", only_fronts=True)
+    assert name in str(info.value)
+    assert not (tmp_path / "out.pdf").exists()
 
 
 @pytest.mark.parametrize("name, content, message", [
