@@ -12,6 +12,7 @@ from app.cards.errors import CardError
 from app.cards.images import Demand, PreparedImage, Spool, prepare_image
 from app.cards.inputs import CardFiles, collect
 from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper, get_layout
+from app.cards.notices import aspect_warnings
 from app.cards.options import (
     Crop,
     as_bool,
@@ -27,8 +28,6 @@ from app.cards.pdf import Content, SheetWriter, text_width
 from app.cards.placement import FillPiece, Slot, card_draws, rect_pt
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
 
-ASPECT_TOLERANCE = 0.02
-MAX_ASPECT_WARNINGS = 10
 FRONT, BACK = "front", "back"
 
 
@@ -175,8 +174,9 @@ def _refuse_overwriting_inputs(output, files: CardFiles) -> None:
 # --------------------------------------------------------------------------- images
 
 def _paths(files: CardFiles) -> dict[CardRef, tuple[Path, str]]:
-    found = {CardRef("front", rel): (path, f"front_dir/{rel}") for rel, path in files.fronts.items()}
-    found.update({CardRef("double_back", rel): (path, f"double_sided_dir/{rel}")
+    # The user's own names: a front by its path in the fronts folder, backs said as such.
+    found = {CardRef("front", rel): (path, rel) for rel, path in files.fronts.items()}
+    found.update({CardRef("double_back", rel): (path, f"double-sided back {rel}")
                   for rel, path in files.double_backs.items()})
     if files.back is not None:
         found[CardRef("back")] = (files.back, f"back image {files.back.name}")
@@ -253,30 +253,13 @@ def _digest(path: Path) -> str | None:
 
 
 def _aspect_warnings(pages, images, layout: Layout, crop: Crop | None) -> list[str]:
-    slot_ratio = layout.card_w / layout.card_h
-    seen: dict[tuple[str, bool], str] = {}
+    uses = {}
     for page in pages:
         for placement in page.placements:
             image = images[placement.card]
-            key = (image.name, placement.cropped)
-            if key in seen:
-                continue
-            width, height = image.original_size
-            if crop and placement.cropped:
-                bx, by = crop.border_px(width, height)
-                width, height = width - 2 * bx, height - 2 * by
-            ratio = (width / height) / slot_ratio
-            if abs(ratio - 1) > ASPECT_TOLERANCE:
-                seen[key] = (f"{image.name}: aspect ratio {width}x{height} differs from the "
-                             f"{layout.card_size} card by {abs(ratio - 1) * 100:.1f} %; "
-                             "it is stretched to fit")
-            else:
-                seen[key] = ""
-    warnings = [text for text in seen.values() if text]
-    if len(warnings) > MAX_ASPECT_WARNINGS:
-        extra = len(warnings) - MAX_ASPECT_WARNINGS
-        warnings = warnings[:MAX_ASPECT_WARNINGS] + [f"... and {extra} more images are stretched to fit"]
-    return warnings
+            use_crop = crop if placement.cropped else None
+            uses[(image.name, use_crop)] = (image.name, image.original_size, use_crop)
+    return aspect_warnings(uses.values(), layout.card_size, (layout.card_w, layout.card_h))
 
 
 # --------------------------------------------------------------------------- pages

@@ -298,8 +298,19 @@ def test_aspect_ratio_warning(make_deck, tmp_path):
     root = make_deck({"fronts": {"wide.png": Image.new("RGB", (825, 1125)),
                                  "exact.png": Image.new("RGB", (742, 1036), (1, 2, 3))}})
     result = generate_sheets(front_dir=root / "fronts", output=tmp_path / "o.pdf", only_fronts=True)
-    assert len(result.warnings) == 1
-    assert "wide.png" in result.warnings[0] and "stretched" in result.warnings[0]
+    assert result.warnings == ["wide.png differs from the standard card's aspect ratio by 2.4 % "
+                               "and is stretched to fit"]
+
+
+def test_aspect_ratio_warnings_are_one_line_with_a_count(make_deck, tmp_path):
+    fronts = {f"sub/c{k:02d}.png": Image.new("RGB", (825, 1125), (k, k, k)) for k in range(63)}
+    fronts["wider.png"] = Image.new("RGB", (900, 1125))
+    fronts["exact.png"] = Image.new("RGB", (742, 1036))
+    root = make_deck({"fronts": fronts, "backs": {"b.png": Image.new("RGB", (825, 1125), PALETTE[0])}})
+    result = generate_sheets(front_dir=root / "fronts", back_dir=root / "backs", output=tmp_path / "o.pdf")
+    assert result.warnings == [
+        "65 images differ from the standard card's aspect ratio by 2.4 to 11.7 % and are stretched "
+        "to fit (sub/c00.png, sub/c01.png, sub/c02.png and 62 more)"]
 
 
 # --------------------------------------------------------------------------- progress, atomicity, inputs
