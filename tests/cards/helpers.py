@@ -219,3 +219,27 @@ def synthetic_deck(root: Path, cards: int = 64) -> Path:
         gradient_card(number).save(root / "fronts" / f"card{number:02d}.png", compress_level=1)
     gradient_card(99).save(root / "backs" / "back.png", compress_level=1)
     return root
+
+
+def drawn_images(pdf):
+    """(page index, image width px, image height px, matrix) of every image drawn, from
+    the content streams (q/Q/cm tracked), so tests see placements as a renderer does."""
+    from pypdf import PdfReader
+    from pypdf.generic import ContentStream
+
+    from app.cards.placement import compose
+
+    reader = PdfReader(pdf)
+    for index, page in enumerate(reader.pages):
+        xobjects = page["/Resources"].get("/XObject", {})
+        stack, ctm = [], (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+        for operands, operator in ContentStream(page.get_contents(), reader).operations:
+            if operator == b"q":
+                stack.append(ctm)
+            elif operator == b"Q":
+                ctm = stack.pop()
+            elif operator == b"cm":
+                ctm = compose(ctm, tuple(float(v) for v in operands))
+            elif operator == b"Do":
+                image = xobjects[operands[0]].get_object()
+                yield index, int(image["/Width"]), int(image["/Height"]), ctm

@@ -12,12 +12,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from pypdf import PdfReader
-from pypdf.generic import ContentStream
 
 from app.cards import generate_sheets
-from app.cards.placement import compose
-from tests.cards.helpers import SPEC_LAYOUTS, gradient_card
+from tests.cards.helpers import SPEC_LAYOUTS, drawn_images, gradient_card
 
 PX_PER_PT = 300 / 72
 OPTIONS = {"plain": {}, "crop": {"crop": "3mm"}, "extend": {"extend_corners": 10}}
@@ -25,22 +22,8 @@ OPTIONS = {"plain": {}, "crop": {"crop": "3mm"}, "extend": {"extend_corners": 10
 
 def placements(pdf):
     """(image width px, height px, drawn width px, drawn height px) of every image drawn."""
-    reader = PdfReader(pdf)
-    for page in reader.pages:
-        xobjects = page["/Resources"].get("/XObject", {})
-        stack, ctm = [], (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-        for operands, operator in ContentStream(page.get_contents(), reader).operations:
-            if operator == b"q":
-                stack.append(ctm)
-            elif operator == b"Q":
-                ctm = stack.pop()
-            elif operator == b"cm":
-                ctm = compose(ctm, tuple(float(v) for v in operands))
-            elif operator == b"Do":
-                image = xobjects[operands[0]].get_object()
-                a, b, c, d = ctm[:4]
-                yield (int(image["/Width"]), int(image["/Height"]),
-                       math.hypot(a, b) * PX_PER_PT, math.hypot(c, d) * PX_PER_PT)
+    for _page, width, height, (a, b, c, d, _e, _f) in drawn_images(pdf):
+        yield width, height, math.hypot(a, b) * PX_PER_PT, math.hypot(c, d) * PX_PER_PT
 
 
 @pytest.fixture(scope="module")
