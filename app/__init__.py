@@ -6,10 +6,14 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
+# Flask and the settings load in create_app: `scm-cards` imports app.cards, a
+# subpackage, and must not pay for the web application on every call.
+if TYPE_CHECKING:
+    from flask import Flask
 
-from app.settings import Settings, load_settings
+    from app.settings import Settings
 
 __all__ = ["create_app"]
 
@@ -41,6 +45,10 @@ def instance_secret(path: Path) -> str:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the application. Starts no thread and no process: entry points do that."""
+    from flask import Flask
+
+    from app.settings import load_settings
+
     settings = settings or load_settings()
     settings.ensure_dirs()
     if not settings.JWT_SECRET_KEY:

@@ -1,26 +1,38 @@
 """The card engine: card images in, printable Silhouette sheet PDFs out.
 
-Pure library code: no Flask, Celery or Redis here (the `flask cards` commands live in
-`app.cli.cards`). Geometry follows
-shared/spec/card-format.md to the pixel.
-"""
-from app.cards.calibration import calibration_sheet
-from app.cards.errors import CardError
-from app.cards.layouts import get_layout, supported_layouts
-from app.cards.offset import OffsetResult, offset_pdf
-from app.cards.options import natural_key, natural_sorted, parse_crop
-from app.cards.sheet import SheetResult, generate_sheets
+Pure library code: no Flask, Celery or Redis here (the commands live in
+`app.cli.scm_cards`). Geometry follows shared/spec/card-format.md to the pixel.
 
-__all__ = [
-    "CardError",
-    "OffsetResult",
-    "SheetResult",
-    "calibration_sheet",
-    "generate_sheets",
-    "get_layout",
-    "natural_key",
-    "natural_sorted",
-    "offset_pdf",
-    "parse_crop",
-    "supported_layouts",
-]
+Names load on first use (PEP 562): `import app.cards.layouts` for a command's option
+list must not pay for Pillow, numpy and pypdf.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "CardError": "app.cards.errors",
+    "OffsetResult": "app.cards.offset",
+    "SheetResult": "app.cards.sheet",
+    "calibration_sheet": "app.cards.calibration",
+    "cutfile_bytes": "app.cards.cutfile",
+    "generate_sheets": "app.cards.sheet",
+    "get_layout": "app.cards.layouts",
+    "natural_key": "app.cards.options",
+    "natural_sorted": "app.cards.options",
+    "offset_pdf": "app.cards.offset",
+    "parse_crop": "app.cards.options",
+    "supported_layouts": "app.cards.layouts",
+    "write_cutfile": "app.cards.cutfile",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'app.cards' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -130,3 +130,15 @@ def test_card_engine_imports_no_framework():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{source.name}: {n}" for n in names if n.split(".")[0] in banned]
     assert offenders == []
+
+
+def test_cutfile_writes_svg_and_dxf(tmp_path):
+    run = cli()
+    svg, dxf = tmp_path / "cut.svg", tmp_path / "cut.dxf"
+    result = run("cutfile", "--paper-size", "a4", "--card-size", "poker", "--format", "svg",
+                 "--corner-radius", "3", "--output", svg)
+    assert result.exit_code == 0, result.output
+    assert svg.read_text().count('id="card-') == 8
+    result = run("cutfile", "--paper-size", "a4", "--card-size", "poker", "--format", "dxf", "--output", dxf)
+    assert result.exit_code == 0 and dxf.stat().st_size > 1000
+    one_error_line(run("cutfile", "--format", "svg", "--corner-radius", "99", "--output", svg), "corner radius")
