@@ -250,6 +250,17 @@ def _jobs_paths() -> dict:
                           "409": _error("the job failed or has not finished"),
                           "410": _error("the output was cleaned up"), **AUTH_ERRORS},
         }},
+        "/api/jobs/{job_id}/cutfile": {"get": {
+            "tags": ["jobs"], "summary": "Cut lines (SVG or DXF, mm) for a sheets job's layout",
+            "security": BEARER,
+            "parameters": [job_id, {"name": "format", "in": "query", "required": False,
+                                    "schema": {"type": "string", "enum": ["svg", "dxf"], "default": "svg"}}],
+            "responses": {"200": {"description": "one closed path per card slot; marks on their own layer",
+                                  "content": {mime: {"schema": {"type": "string", "format": "binary"}}
+                                              for mime in ("image/svg+xml", "application/dxf")}},
+                          "400": _error("bad format, or not a sheets job"),
+                          "404": _error("no such job for this user"), **AUTH_ERRORS},
+        }},
     }
 
 

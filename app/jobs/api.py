@@ -7,6 +7,7 @@ behind.
 """
 from __future__ import annotations
 
+import io
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -205,6 +206,27 @@ def result(job_id: str):
     label = secure_filename(str(job.params.get("name") or "")) or job.kind
     return send_file(path, mimetype="application/pdf", as_attachment=True,
                      download_name=f"{label}-{job.id[:8]}.pdf", max_age=0)
+
+
+CUT_FILE_TYPES = {"svg": "image/svg+xml", "dxf": "application/dxf"}
+
+
+@bp.get("/<job_id>/cutfile")
+@jwt_required()
+def cutfile(job_id: str):
+    """Cut lines for the layout a sheets job used (made on request: a few kB)."""
+    job = _visible_job(job_id)
+    fmt = request.args.get("format", "svg")
+    if fmt not in CUT_FILE_TYPES:
+        raise bad(f"format must be one of {', '.join(CUT_FILE_TYPES)}")
+    if job.kind != "sheets":
+        raise bad(f"a {job.kind} job has no card layout; cut files belong to sheets jobs")
+    from app.cards.cutfile import cutfile_bytes
+    from app.cards.layouts import get_layout
+    paper, card = job.params.get("paper_size", "letter"), job.params.get("card_size", "standard")
+    data = cutfile_bytes(paper, card, fmt)
+    return send_file(io.BytesIO(data), mimetype=CUT_FILE_TYPES[fmt], as_attachment=True,
+                     download_name=f"{get_layout(paper, card).template}-cut.{fmt}", max_age=0)
 
 
 @bp.get("")

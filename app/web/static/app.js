@@ -159,6 +159,13 @@ function row(job) {
     button.addEventListener("click", () => download(job));
     cells[5].appendChild(button);
   }
+  if (job.kind === "sheets") {
+    for (const format of ["svg", "dxf"]) {
+      const cut = Object.assign(document.createElement("button"), { type: "button", textContent: `Cut file (${format.toUpperCase()})` });
+      cut.addEventListener("click", () => download({ ...job, kind: "cutfile", result_url: `/api/jobs/${encodeURIComponent(job.id)}/cutfile?format=${format}` }, format));
+      cells[5].appendChild(cut);
+    }
+  }
   return tr;
 }
 
@@ -192,12 +199,12 @@ function follow(id) {
 }
 
 // The result needs the bearer token, so fetch it and hand the browser a blob URL.
-async function download(job) {
+async function download(job, extension = "pdf") {
   const response = await api(job.result_url);
   if (!response.ok) { notice(await errorText(response), true); return; }
   const blob = await response.blob();
   const url = URL.createObjectURL(blob);
-  const link = Object.assign(document.createElement("a"), { href: url, download: `${job.kind}-${job.id}.pdf` });
+  const link = Object.assign(document.createElement("a"), { href: url, download: `${job.kind}-${job.id}.${extension}` });
   document.body.appendChild(link);
   link.click();
   link.remove();
