@@ -47,3 +47,14 @@ def test_cutfile_of_a_job_without_a_layout_is_400(api):
     answer = api.get(f"/api/jobs/{job}/cutfile?format=dxf")
     assert answer.status_code == 400 and "sheets" in answer.get_json()["error"]["message"]
     api.wait(job)
+
+
+def test_job_message_counts_warnings_and_names_the_users_files(api):
+    from tests.jobs.conftest import png_bytes
+    fronts = [(io.BytesIO(png_bytes((10 * i, 60, 90), size=(90, 84))), f"wide{i}.png") for i in range(3)]
+    job = submit(api, "/api/jobs/sheets", {"fronts": fronts, "only_fronts": "true"})
+    body = api.wait(job)
+    assert body["status"] == "succeeded", body["error"]
+    assert ("3 images differ from the standard card's aspect ratio by 49.6 % and are stretched to fit "
+            "(wide0.png, wide1.png, wide2.png)") in body["message"]
+    assert "fronts/" not in body["message"] and "front_dir" not in body["message"]
