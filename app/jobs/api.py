@@ -20,7 +20,8 @@ from app.celery_config import QUEUE_FOR_KIND
 from app.errors import APIError
 from app.jobs import services
 from app.jobs.engine import OffsetJobParams, SheetJobParams
-from app.jobs.store import STATUSES, Job, new_job_id
+from app.jobs.names import JOB_STATUSES
+from app.jobs.store import Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
 from app.jobs.validation import (bad, calibration_params, integer, offset_params,
                                  sheet_params, text_field)
@@ -218,8 +219,8 @@ def list_jobs():
     limit = integer(request.args.get("limit", "100"), "limit", 1, MAX_LIST)
     offset = integer(request.args.get("offset", "0"), "offset", 0, 10**9)
     wanted = request.args.get("status")
-    if wanted is not None and wanted not in STATUSES:
-        raise bad(f"status must be one of {', '.join(STATUSES)}")
+    if wanted is not None and wanted not in JOB_STATUSES:
+        raise bad(f"status must be one of {', '.join(JOB_STATUSES)}")
     jobs = services(current_app).store.list(owner=None if admin else user, status=wanted,
                                             limit=limit, offset=offset)
     return jsonify({"jobs": [job_view(job) for job in jobs]})
