@@ -124,14 +124,6 @@ def check_range(value, option: str, low: int, high: int, unit: str = "") -> int:
     return number
 
 
-def check_ppi(value) -> int:
-    return check_range(value, "ppi", *PPI_RANGE)
-
-
-def check_quality(value) -> int:
-    return check_range(value, "quality", *QUALITY_RANGE, " (100 = lossless)")
-
-
 def extend_corners_limit(card_w: int, card_h: int) -> int:
     """Most px extend_corners may replace: it must leave the card's centre line alone."""
     return (min(card_w, card_h) - 1) // 2
