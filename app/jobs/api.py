@@ -17,7 +17,7 @@ from werkzeug.utils import secure_filename
 
 from app.celery_config import QUEUE_FOR_KIND
 from app.errors import APIError
-from app.jobs import services
+from app.jobs.job_services import ServicesProvider, provide_services, services
 from app.jobs.store import STATUSES, Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
 from app.jobs.validation import (bad, calibration_params, integer, offset_params,
@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 bp = Blueprint("jobs_api", __name__, url_prefix="/api/jobs")
 
 MAX_LIST = 500
+
+
+def init_app(app, provider: ServicesProvider) -> None:
+    """Register the blueprint; `provider` gives this process's JobServices."""
+    provide_services(app, provider)
+    app.register_blueprint(bp)
 
 
 # --- helpers ----------------------------------------------------------------------------

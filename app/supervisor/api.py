@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Annotated, Callable, Literal
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.auth import admin_required
 from app.errors import APIError, error_response
 from app.settings import KNOWN_QUEUES
+from app.supervisor.control import ManagerHandle
 from app.supervisor.errors import BROKER_ERRORS, BrokerUnavailable, SupervisorError
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,31 @@ class PurgeBody(_Body):
     queues: Annotated[list[QueueName], Field(min_length=1, max_length=len(KNOWN_QUEUES) * 4)]
 
 
-def _handle():
-    from app.supervisor import manager_handle
+HANDLE_KEY = "scm.manager"
+AFTER_PURGE_KEY = "scm.manager.after_purge"
+# after_purge(queues, purge_started=, purge_finished=) -> {queue: jobs failed}
+AfterPurge = Callable[..., dict]
+
+
+def init_app(app: Flask, handle: ManagerHandle, *, after_purge: AfterPurge | None = None) -> None:
+    """Register the admin API and the health probe over this process's `handle`.
+
+    `after_purge` fails the jobs whose messages a purge removed (the jobs package
+    provides it through the composition root; this package does not import jobs).
+    """
+    app.extensions[HANDLE_KEY] = handle
+    app.extensions[AFTER_PURGE_KEY] = after_purge
+    app.register_blueprint(bp)
+    register_error_handlers(app)
+    app.wsgi_app = HealthProbe(app.wsgi_app, handle.health)
+
+
+def manager_handle(app: Flask) -> ManagerHandle:
+    """This process's handle on the instance's one manager: owner, proxy or none."""
+    return app.extensions[HANDLE_KEY]
+
+
+def _handle() -> ManagerHandle:
     return manager_handle(current_app)
 
 
@@ -134,17 +159,14 @@ def purge():
     body = _body(PurgeBody, required=True)
     # Distinct names, in the caller's order: purging a queue twice would report 0 the 2nd time.
     queues = list(dict.fromkeys(body.queues))
-    import time
-
-    from app.jobs import fail_purged_jobs
-
     started = time.time()
     result = dict(_handle().purge(queues))
     # The purge emptied the broker's lists, but the jobs would still be queued on Celery in
     # the store, and the jobs reconciler would publish them again: fail them instead.
+    after_purge = current_app.extensions.get(AFTER_PURGE_KEY)
     try:
-        result["jobs_failed"] = fail_purged_jobs(
-            current_app, list(result.get("purged") or queues), purge_started=started,
+        result["jobs_failed"] = None if after_purge is None else after_purge(
+            list(result.get("purged") or queues), purge_started=started,
             purge_finished=time.time())
     except Exception:  # the purge itself succeeded; say so, with the jobs part unknown
         log.exception("failing the jobs of purged queues %s failed", queues)
