@@ -151,7 +151,7 @@ def _broker_down(exc: Exception):
 # WSGI layer in front of Flask. The Flask route above returns the same body (documented
 # in the OpenAPI spec; reached if the layer is ever removed).
 
-HEALTH_PATH = "/api/celery/health"
+HEALTH_PATH = f"{bp.url_prefix}/health"
 
 
 def public_health(raw: dict) -> tuple[int, dict]:
