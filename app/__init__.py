@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app import errors, extensions, metrics, openapi
     from app.auth import init_app as init_auth
     from app.cli.cards import cards_cli
+    from app.db.cli import db_cli  # store branch (issue 8): `flask db upgrade`
     from app.jobs import init_app as init_jobs
     from app.supervisor import init_app as init_supervisor
     from app.web import init_app as init_web
@@ -79,4 +80,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.init_app(app)
     init_web(app)
     app.cli.add_command(cards_cli)
+    app.cli.add_command(db_cli)  # store branch (issue 8)
     return app

@@ -77,7 +77,7 @@ def _build(app: "Flask") -> JobServices:
     from app.jobs.store import store_for
 
     settings = app.config["SETTINGS"]
-    store = store_for(settings.database_path)
+    store = store_for(settings.database_url)  # store branch: DATABASE_URL (issue 8)
     fallback = ThreadFallback(settings, store)
     monitor = None
     if settings.broker_url:
