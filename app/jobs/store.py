@@ -255,20 +255,21 @@ class JobStore:
                 message="started")
             if job is not None:
                 return Claim("claimed", job, token)
-            job = self._update_returning(
-                sa.and_(claimable, jobs.c.attempts >= max_attempts),
-                status="failed", lease=None, message="failed", finished_at=now,
-                error=sa.literal("gave up after ") + sa.cast(jobs.c.attempts, sa.Text)
-                + " attempts (the job kept interrupting its worker)")
-            if job is not None:
-                return Claim("exhausted", job)
-            job = self.get(job_id)
+            job = self.get(job_id)  # only reports why; every change stays conditional
             if job is None:
                 return Claim("missing", None)
             if job.finished:
                 return Claim("done", job)
             if job.status == "running" and (job.heartbeat_at or 0) > now - lease_seconds:
                 return Claim("busy", job)
+            if job.attempts >= max_attempts:
+                job = self._update_returning(
+                    sa.and_(claimable, jobs.c.attempts >= max_attempts),
+                    status="failed", lease=None, message="failed", finished_at=now,
+                    error=sa.literal("gave up after ") + sa.cast(jobs.c.attempts, sa.Text)
+                    + " attempts (the job kept interrupting its worker)")
+                if job is not None:
+                    return Claim("exhausted", job)
             # It changed between our statements (released, its lease broken): again.
         return Claim("busy", job)
 
