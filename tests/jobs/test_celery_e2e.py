@@ -114,6 +114,7 @@ def test_transient_failures_retry_and_bad_input_fails_at_once(tmp_path, redis_se
 
 
 @pytest.mark.redis
+@pytest.mark.backends("sqlite", "postgresql")  # the lease fence with real workers
 def test_sigkilled_worker_job_completes_once(tmp_path, redis_server, celery_workers):
     settings = make_settings(tmp_path, CELERY_BROKER_URL=redis_server.url)
     system = System(settings)
