@@ -13,8 +13,8 @@ import redis
 from app.jobs.dispatch import Dispatcher
 from app.jobs.reconciler import Reconciler
 from app.jobs.store import JobStore
-from tests.database import set_job_columns
 from tests.conftest import free_port, make_settings
+from tests.database import set_job_columns
 from tests.jobs.conftest import FakeMonitor
 
 
