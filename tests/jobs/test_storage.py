@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from flask_jwt_extended import create_access_token
 
 from app import create_app
@@ -51,3 +53,10 @@ def test_storage_defaults_to_the_instance_folder(tmp_path):
     assert settings.storage_relative(settings.outputs_dir / "x.pdf") == "outputs/x.pdf"
     # Records from before STORAGE_DIR held absolute paths; they still resolve.
     assert settings.in_storage("/elsewhere/x.pdf").as_posix() == "/elsewhere/x.pdf"
+
+
+def test_unsupported_database_url_is_a_clear_configuration_error(tmp_path):
+    from app.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="DATABASE_URL: .*postgresql\\+psycopg://"):
+        load_settings(_env_file=None, INSTANCE_PATH=tmp_path, DATABASE_URL="mysql://db/x")
