@@ -144,16 +144,16 @@ def generate_table(roots: dict[str, Path], runs: int) -> list[tuple]:
 # --------------------------------------------------------------------------- rendering
 
 def timed(command: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS MB) of one child process, from its own rusage."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    stderr = process.stderr.read().decode()
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{command[0]} failed: {stderr[:300]}")
-    return seconds, usage.ru_maxrss / 1024
+    """(seconds, peak RSS MB) of one child process. GNU time measures the RSS: a child
+    forked from this (large) process would report this process's size as its own peak."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        start = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *command],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed: {done.stderr.decode()[:300]}")
+        return seconds, int(rss.read().split()[-1]) / 1024
 
 
 def render_commands(pdf: Path, page: int, scratch: Path) -> dict[str, list[str]]:
