@@ -60,9 +60,7 @@ card_option = click.option("--card-size", default="standard", show_default=True,
 output_option = click.option("--output", required=True, type=click.Path(), help="File to write.")
 
 
-def make_commands(max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) -> list[click.Command]:
-    """Fresh command objects; `max_pixels` gives the per-image pixel cap when one runs."""
-
+def _generate(max_pixels: Callable[[], int]) -> click.Command:
     @click.command("generate", cls=Command)
     @click.option("--front-dir", required=True, type=click.Path(), help="Folder of card fronts (searched recursively).")
     @click.option("--back-dir", type=click.Path(), help="Folder with the common back image.")
@@ -84,7 +82,10 @@ def make_commands(max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) ->
         result = _card_errors(lambda: generate_sheets(**options, max_image_pixels=max_pixels()))
         _warn(result.warnings)
         click.echo(f"Wrote {result.output}: {result.pages} pages, {result.sheets} sheets, {result.cards} cards")
+    return generate_command
 
+
+def _offset() -> click.Command:
     @click.command("offset", cls=Command)
     @click.argument("input_pdf", metavar="IN.pdf", type=click.Path())
     @output_option
@@ -97,7 +98,10 @@ def make_commands(max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) ->
         _warn(result.warnings)
         pages = ", ".join(map(str, result.shifted)) or "none"
         click.echo(f"Wrote {result.output}: moved pages {pages} by x={x}, y={y} px")
+    return offset_command
 
+
+def _calibration() -> click.Command:
     @click.command("calibration", cls=Command)
     @paper_option
     @output_option
@@ -106,7 +110,10 @@ def make_commands(max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) ->
         from app.cards.calibration import calibration_sheet
         path = _card_errors(lambda: calibration_sheet(paper_size=paper_size, output=output))
         click.echo(f"Wrote {path}")
+    return calibration_command
 
+
+def _cutfile() -> click.Command:
     @click.command("cutfile", cls=Command)
     @paper_option
     @card_option
@@ -119,7 +126,10 @@ def make_commands(max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) ->
         path = _card_errors(lambda: write_cutfile(paper_size=paper_size, card_size=card_size, fmt=fmt,
                                                   output=output, corner_radius_mm=corner_radius))
         click.echo(f"Wrote {path}")
+    return cutfile_command
 
+
+def _layouts() -> click.Command:
     @click.command("layouts", cls=Command)
     def layouts_command():
         """List the supported paper x card size combinations."""
@@ -133,8 +143,12 @@ def make_commands(max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) ->
         widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
         for row in (header, *rows):
             click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return layouts_command
 
-    return [generate_command, offset_command, calibration_command, cutfile_command, layouts_command]
+def make_commands(max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) -> list[click.Command]:
+    """Fresh command objects (the Flask group wraps its own copies in the app context);
+    `max_pixels` gives the per-image pixel cap when `generate` runs."""
+    return [_generate(max_pixels), _offset(), _calibration(), _cutfile(), _layouts()]
 
 
 HELP = "Make Silhouette card sheets, offset back pages, print calibration sheets and cut files."
