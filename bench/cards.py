@@ -23,16 +23,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
 
 GENERATE_TARGET_S = 0.3
 HELP_TARGET_S, COLD_GENERATE_TARGET_S = 0.3, 0.8
@@ -195,7 +195,7 @@ def render_table(deck: Path, work: Path, runs: int) -> list[tuple]:
     raster = raster_page(pdfs["plain"], work / "raster.pdf")
     rows = []
     for renderer in ("poppler", "pdfium", "mupdf", "ghostscript"):
-        def best(pdf, page):
+        def best(pdf, page, renderer=renderer):
             samples = [timed(render_commands(pdf, page, work)[renderer]) for _ in range(runs)]
             return min(s for s, _ in samples), max(m for _, m in samples)
         base_s, base_mb = best(raster, 1)

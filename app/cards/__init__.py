@@ -26,7 +26,7 @@ _EXPORTS = {
     "write_cutfile": "app.cards.cutfile",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str):

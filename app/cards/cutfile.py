@@ -153,7 +153,7 @@ def _svg(layout: Layout, radius: float) -> bytes:
 # --------------------------------------------------------------------------- DXF
 
 def _dxf(layout: Layout, radius: float) -> bytes:
-    import ezdxf     # heavy: only when a DXF is asked for
+    import ezdxf  # heavy: only when a DXF is asked for
     from ezdxf import units
 
     width, height = layout.paper.width_px * MM_PER_PX, layout.paper.height_px * MM_PER_PX

@@ -231,7 +231,7 @@ def _prepare(path, name, demands, max_pixels, quality, spool) -> PreparedImage:
     return image
 
 
-def _check_png_stream(data: bytes, png: "_PngLayout", name: str) -> None:
+def _check_png_stream(data: bytes, png: _PngLayout, name: str) -> None:
     """The IDAT data, which goes into the PDF as it is, must be one complete zlib stream
     of exactly the image's size: chunk CRCs only prove the bytes were copied faithfully,
     and a decoder may stop before a broken tail. Output is counted, never kept."""

@@ -28,13 +28,13 @@ def aspect_warnings(uses, card_size: str, card_px: tuple[int, int]) -> list[str]
         return []
     if len(off) == 1:
         (name, differs), = off.items()
-        return [f"{name} differs from the {card_size} card's aspect ratio by {_percent(differs)} "
-                "and is stretched to fit"]
+        return [(f"{name} differs from the {card_size} card's aspect ratio by {_percent(differs)} "
+                 "and is stretched to fit")]
     low, high = min(off.values()), max(off.values())
     amount = _percent(high) if _percent(low) == _percent(high) else \
         f"{_percent(low)[:-2]} to {_percent(high)}"
-    return [f"{len(off)} images differ from the {card_size} card's aspect ratio by {amount} "
-            f"and are stretched to fit ({names_list(list(off))})"]
+    return [(f"{len(off)} images differ from the {card_size} card's aspect ratio by {amount} "
+             f"and are stretched to fit ({names_list(list(off))})")]
 
 
 def names_list(names: list[str]) -> str:

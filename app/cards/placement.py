@@ -8,7 +8,6 @@ back's 180° turn, crop and extend-corners are all part of the matrices and stri
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from app.cards.bleed import Edges, Strip

@@ -16,7 +16,15 @@ from PIL import Image
 from pypdf import PdfReader
 
 from app.cards import CardError, generate_sheets, get_layout
-from tests.cards.helpers import PALETTE, WHITE, classify, page_text, quadrant_image, render, solid_png
+from tests.cards.helpers import (
+    PALETTE,
+    WHITE,
+    classify,
+    page_text,
+    quadrant_image,
+    render,
+    solid_png,
+)
 
 LETTER = get_layout("letter", "standard")
 BACK = PALETTE[-1]
