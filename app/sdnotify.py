@@ -1,0 +1,156 @@
+"""systemd's service notification protocol (sd_notify), for `Type=notify` units.
+
+`Notifier.from_environment()` reads NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID the
+way libsystemd does and removes them from os.environ, so the children we start
+(gunicorn has its own sd_notify, Celery workers) never talk to systemd on our behalf.
+Without NOTIFY_SOCKET every method is a no-op: the same code runs under systemd, in a
+container and in a terminal.
+
+Messages are single datagrams to a Unix socket; an address starting with "@" is in the
+abstract namespace. A failed send is logged once and never raised: systemd being away
+must not take the service down.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Callable, MutableMapping
+
+log = logging.getLogger(__name__)
+
+ENV_NAMES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+# systemd kills the service when no WATCHDOG=1 arrives within WATCHDOG_USEC; pinging at
+# half of it leaves room for one late loop iteration (sd_watchdog_enabled(3) advice).
+WATCHDOG_FRACTION = 0.5
+
+
+def socket_address(value: str) -> str | None:
+    """The sendto() address for a NOTIFY_SOCKET value; None when it is not a Unix socket."""
+    if value.startswith("@"):
+        return "\0" + value[1:]
+    if value.startswith("/"):
+        return value
+    return None  # e.g. vsock:..., which this service never runs under
+
+
+def watchdog_interval(environ: MutableMapping[str, str], pid: int) -> float | None:
+    """Seconds between pings systemd asks for, or None when the watchdog is not for us."""
+    usec = environ.get("WATCHDOG_USEC", "")
+    owner = environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if owner and (not owner.isdigit() or int(owner) != pid):
+        return None  # set for another process (we were started by it)
+    return int(usec) / 1_000_000
+
+
+class Notifier:
+    """Sends READY=1, STATUS=, WATCHDOG=1 and STOPPING=1; a no-op without an address."""
+
+    def __init__(self, address: str | None = None, *, watchdog_seconds: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.address = address
+        self.watchdog_seconds = watchdog_seconds if address else None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._failed = False
+        self._last_ping: float | None = None
+        self.is_ready = False
+
+    @classmethod
+    def from_environment(cls, environ: MutableMapping[str, str] | None = None,
+                         *, unset: bool = True) -> "Notifier":
+        environ = os.environ if environ is None else environ
+        raw = environ.get("NOTIFY_SOCKET", "")
+        address = socket_address(raw) if raw else None
+        if raw and address is None:
+            log.warning("NOTIFY_SOCKET=%r is not a Unix socket; systemd notifications off", raw)
+        interval = watchdog_interval(environ, os.getpid())
+        if unset:
+            for name in ENV_NAMES:
+                environ.pop(name, None)
+        return cls(address, watchdog_seconds=interval)
+
+    @property
+    def enabled(self) -> bool:
+        return self.address is not None
+
+    @property
+    def ping_every(self) -> float | None:
+        """How often the watchdog wants WATCHDOG=1, or None when it is off."""
+        if self.watchdog_seconds is None:
+            return None
+        return self.watchdog_seconds * WATCHDOG_FRACTION
+
+    # --- the messages ---------------------------------------------------------------
+    def ready(self, status: str | None = None) -> None:
+        self.is_ready = True
+        self.send("READY=1", *([f"STATUS={status}"] if status else []))
+
+    def status(self, text: str) -> None:
+        self.send(f"STATUS={text}")
+
+    def stopping(self, status: str | None = None) -> None:
+        self.send("STOPPING=1", *([f"STATUS={status}"] if status else []))
+
+    def reloading(self) -> None:
+        # MONOTONIC_USEC lets systemd >= 253 (Type=notify-reload) match the reload.
+        self.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+
+    def watchdog(self) -> None:
+        self._last_ping = self._clock()
+        self.send("WATCHDOG=1")
+
+    def watchdog_tick(self) -> None:
+        """Called from a loop that must stay alive: WATCHDOG=1 when half the interval passed.
+
+        Pass it as the manager's `on_tick`: if that loop hangs, the pings stop and systemd
+        restarts the unit.
+        """
+        every = self.ping_every
+        if every is None:
+            return
+        if self._last_ping is None or self._clock() - self._last_ping >= every:
+            self.watchdog()
+
+    # --- transport ---------------------------------------------------------------
+    def send(self, *fields: str) -> bool:
+        if self.address is None:
+            return False
+        payload = "\n".join(fields).encode()
+        with self._lock:
+            try:
+                if self._sock is None:
+                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sock.sendto(payload, self.address)
+                return True
+            except OSError as exc:
+                if not self._failed:
+                    log.warning("sd_notify to %r failed: %s", self.address, exc)
+                    self._failed = True
+                return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+
+def health_status(health: dict) -> str:
+    """A STATUS= line from the public health body: mode, state and worker counts."""
+    workers = health.get("workers", {})
+    return (f"mode={health.get('mode')} status={health.get('status')} "
+            f"workers={workers.get('running', 0)}/{workers.get('expected', 0)} "
+            f"restarts={health.get('restart_count', 0)}")
+
+
+class NullNotifier(Notifier):
+    """The default for entry points not under systemd: every method is a no-op."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
