@@ -34,8 +34,16 @@ from app.supervisor import host_manager, manager_handle  # noqa: E402
 log = logging.getLogger("start_with_celery")
 
 
+def gunicorn_config() -> Path:
+    # [deploy] Installed by `pip install .`, the file sits under <prefix>/share (pyproject).
+    beside = ROOT / "gunicorn.conf.py"
+    if beside.exists():
+        return beside
+    return Path(sys.prefix) / "share" / "silhouette-card-maker" / "gunicorn.conf.py"
+
+
 def gunicorn_command() -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
+    return [sys.executable, "-m", "gunicorn", "-c", str(gunicorn_config())]
 
 
 def gunicorn_env(settings) -> dict[str, str]:
