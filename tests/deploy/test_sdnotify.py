@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from app.sdnotify import Notifier, NullNotifier, health_status, socket_address, watchdog_interval
+from app.sdnotify import (
+    Notifier,
+    NullNotifier,
+    health_status,
+    socket_address,
+    watchdog_interval,
+)
 from tests.conftest import wait_for
 from tests.deploy.notify_socket import NotifySocket
 

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.project_facts import (DEPLOY, PENDING_SETTINGS, ROOT, UNITS, env_file_names,
-                                        settings_names, unit_values, unknown_variables)
+from tests.deploy.project_facts import (
+    DEPLOY,
+    PENDING_SETTINGS,
+    ROOT,
+    UNITS,
+    env_file_names,
+    settings_names,
+    unit_values,
+    unknown_variables,
+)
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 MAX_EXPOSURE = 3.0
