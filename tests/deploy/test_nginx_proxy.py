@@ -10,6 +10,7 @@ import io
 import json
 import re
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -166,3 +167,22 @@ def test_upload_over_the_limit_is_413_json_before_the_body(stack):
     assert head.startswith(b"HTTP/1.1 413"), reply[:300]
     assert b"application/json" in head
     assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def _healthcheck(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_container_healthcheck_script_on_the_real_stack(stack, tmp_path):
+    server, proxy = stack
+    env = dict(server.env, PYTHONPATH=str(ROOT))
+    assert _healthcheck(env, "http").returncode == 0                 # PORT from the env
+    assert _healthcheck(env, "http", proxy.url + "/api/celery/health").returncode == 0
+    manager = _healthcheck(env, "manager")
+    assert manager.returncode == 0, manager.stdout + manager.stderr
+    assert "pdf_generation@" in manager.stdout
+    # Nothing answers: both forms say unhealthy.
+    assert _healthcheck(env, "http", f"http://127.0.0.1:{free_port()}/").returncode == 1
+    elsewhere = dict(env, INSTANCE_PATH=str(tmp_path / "no-manager"))
+    assert _healthcheck(elsewhere, "manager").returncode == 1
