@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
+from app.sdnotify import Notifier, ReadinessReporter, http_answers  # noqa: E402  [deploy]
 from app.settings import load_settings_or_exit, with_workers_by_default  # noqa: E402
 from app.supervisor import host_manager, manager_handle  # noqa: E402
 
@@ -57,6 +58,8 @@ def gunicorn_env(settings) -> dict[str, str]:
 
 
 def main() -> int:
+    # [deploy] First: takes NOTIFY_SOCKET out of the environment our children inherit.
+    notifier = Notifier.from_environment()
     settings = with_workers_by_default(load_settings_or_exit())
     logging.basicConfig(level=settings.LOG_LEVEL.upper(),
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
@@ -75,7 +78,7 @@ def main() -> int:
     try:
         # The manager runs here either way (embedded Redis, status, restarts by API);
         # START_CELERY_WORKER decides whether it starts workers at boot.
-        if not host_manager(app, takeover=False):
+        if not host_manager(app, takeover=False, on_tick=notifier.watchdog_tick):
             log.warning("another process already runs the manager for %s; serving HTTP only",
                         settings.INSTANCE_PATH)
         if stop.is_set():
@@ -85,12 +88,17 @@ def main() -> int:
         signal.signal(signal.SIGHUP, lambda *_: gunicorn.send_signal(signal.SIGHUP))
         log.info("gunicorn (pid %d) serving http://%s:%d", gunicorn.pid, settings.HOST,
                  settings.PORT)
+        # [deploy] READY=1 once HTTP answers and the workers run; STATUS= as they change.
+        readiness = ReadinessReporter(notifier, handle.health,
+                                      lambda: http_answers(settings.HOST, settings.PORT))
         while not stop.wait(0.5):
+            readiness.poll()
             if gunicorn.poll() is not None:
                 log.error("gunicorn exited with code %s; stopping", gunicorn.returncode)
                 code = 1
                 break
     finally:
+        notifier.stopping("stopping HTTP, then the Celery workers")  # [deploy]
         _stop_gunicorn(gunicorn, timeout=max(30, settings.CELERY_STOP_TIMEOUT + 20))
         handle.close()
         log.info("stopped")

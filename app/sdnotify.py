@@ -12,12 +12,13 @@ must not take the service down.
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import socket
 import threading
 import time
-from typing import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Notifier:
 
     @classmethod
     def from_environment(cls, environ: MutableMapping[str, str] | None = None,
-                         *, unset: bool = True) -> "Notifier":
+                         *, unset: bool = True) -> Notifier:
         environ = os.environ if environ is None else environ
         raw = environ.get("NOTIFY_SOCKET", "")
         address = socket_address(raw) if raw else None
@@ -147,6 +148,73 @@ def health_status(health: dict) -> str:
     return (f"mode={health.get('mode')} status={health.get('status')} "
             f"workers={workers.get('running', 0)}/{workers.get('expected', 0)} "
             f"restarts={health.get('restart_count', 0)}")
+
+
+class ReadinessReporter:
+    """Decides when the service is ready and keeps STATUS= current; `poll()` it often.
+
+    Ready means HTTP answers (`serving()`, skipped when there is no HTTP) and every
+    expected worker runs. A broker that is down at boot would keep the workers from
+    ever running: after `grace` seconds READY=1 is sent anyway with the degraded state in
+    STATUS=, because the service does work (jobs run on threads) and systemd killing it
+    at TimeoutStartSec would only make that worse.
+    """
+
+    def __init__(self, notifier: Notifier, health: Callable[[], dict],
+                 serving: Callable[[], bool] | None = None, *, grace: float = 90.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.notifier = notifier
+        self.health = health
+        self.serving = serving
+        self.grace = grace
+        self._clock = clock
+        self._started = clock()
+        self._last_status: str | None = None
+
+    def poll(self) -> None:
+        if not self.notifier.enabled:
+            return
+        health = self.health()
+        line = health_status(health)
+        if self.notifier.is_ready:
+            self._report(line)
+            return
+        if self._ready(health):
+            self.notifier.ready(line)
+        elif self._clock() - self._started >= self.grace:
+            log.warning("not all workers run after %.0f s; reporting ready (%s)",
+                        self.grace, line)
+            self.notifier.ready(f"degraded: {line}")
+        else:
+            self._report(line, prefix="starting: ")
+            return
+        self._last_status = line
+
+    def _report(self, line: str, prefix: str = "") -> None:
+        if line != self._last_status:
+            self.notifier.status(prefix + line)
+            self._last_status = line
+
+    def _ready(self, health: dict) -> bool:
+        workers = health.get("workers", {})
+        if workers.get("running", 0) < workers.get("expected", 0):
+            return False
+        return self.serving is None or self.serving()
+
+
+def http_answers(host: str, port: int, path: str = "/api/celery/health",
+                 timeout: float = 1.0) -> bool:
+    """Whether an HTTP server answers on host:port (any status: it serves)."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    conn = http.client.HTTPConnection(target, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
 
 
 class NullNotifier(Notifier):

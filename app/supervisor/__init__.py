@@ -28,7 +28,7 @@ def manager_handle(app: Flask) -> ManagerHandle:
     return app.extensions[HANDLE_KEY]
 
 
-def host_manager(app: Flask, *, takeover: bool = True) -> bool:
+def host_manager(app: Flask, *, takeover: bool = True, on_tick=None) -> bool:
     """Try to run the manager in this process, with the jobs reconciler beside it.
 
     True when this process now owns it; False when another process does (this one then
@@ -47,7 +47,9 @@ def host_manager(app: Flask, *, takeover: bool = True) -> bool:
     def factory(settings):
         from app.jobs import worker_lost_hook
         from app.supervisor.manager import CeleryWorkerManager
-        return CeleryWorkerManager(settings, on_worker_lost=worker_lost_hook(app))
+        # [deploy] on_tick: the systemd watchdog ping from the manager's loop.
+        return CeleryWorkerManager(settings, on_worker_lost=worker_lost_hook(app),
+                                   on_tick=on_tick)
 
     def opened(_manager):
         # Journaled thread-mode jobs of a crashed run first, then the periodic sweep

@@ -81,9 +81,11 @@ class _Pending:
 
 class CeleryWorkerManager:
     def __init__(self, settings: Settings, *, on_worker_lost: Callable[[str, str], Any] | None = None,
-                 worker_app: str = "celery_app"):
+                 worker_app: str = "celery_app", on_tick: Callable[[], Any] | None = None):
         self.settings = settings
         self.on_worker_lost = on_worker_lost
+        # [deploy] Called once per loop iteration on the manager thread (systemd watchdog).
+        self.on_tick = on_tick
         self.worker_app = worker_app
         self._lock = threading.RLock()
         self._commands: queue_module.SimpleQueue = queue_module.SimpleQueue()
@@ -392,6 +394,8 @@ class CeleryWorkerManager:
                     self._tick(time.monotonic())
                     self._resolve_pending()
                     self._publish()
+                    if self.on_tick is not None:  # [deploy] proof of a live loop
+                        self.on_tick()
                 except Exception:
                     # A bug in one step must not end the thread: its exit would SIGKILL
                     # every child through the parent-death signal.

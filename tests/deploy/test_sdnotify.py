@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.sdnotify import (
-    Notifier,
-    NullNotifier,
-    health_status,
-    socket_address,
-    watchdog_interval,
-)
-from tests.conftest import wait_for
+from app.sdnotify import (Notifier, NullNotifier, ReadinessReporter, health_status, http_answers,
+                          socket_address, watchdog_interval)
+from tests.conftest import free_port, wait_for
 from tests.deploy.notify_socket import NotifySocket
 
 
@@ -119,3 +114,47 @@ def test_health_status_line():
     line = health_status({"mode": "celery", "status": "healthy", "restart_count": 2,
                           "workers": {"running": 3, "expected": 3}})
     assert line == "mode=celery status=healthy workers=3/3 restarts=2"
+
+
+class _Health:
+    def __init__(self):
+        self.body = {"mode": "threads", "status": "degraded", "restart_count": 0,
+                     "workers": {"running": 0, "expected": 2}}
+
+    def __call__(self):
+        return dict(self.body)
+
+
+def test_readiness_waits_for_http_and_every_worker(notify_path):
+    health, serving = _Health(), [False]
+    reporter = ReadinessReporter(Notifier(notify_path.env_value), health, lambda: serving[0])
+    reporter.poll()
+    health.body["workers"] = {"running": 2, "expected": 2}
+    health.body.update(mode="celery", status="healthy")
+    reporter.poll()                      # workers up, HTTP not yet
+    serving[0] = True
+    reporter.poll()
+    reporter.poll()                      # nothing changed: no message
+    health.body["workers"] = {"running": 1, "expected": 2}
+    reporter.poll()
+    wait_for(lambda: len(notify_path.snapshot()) == 4, 5, message="four messages")
+    fields = [m for _, m in notify_path.snapshot()]
+    assert fields[0] == {"STATUS": "starting: mode=threads status=degraded workers=0/2 restarts=0"}
+    assert fields[1]["STATUS"].startswith("starting: mode=celery")
+    assert fields[2] == {"READY": "1", "STATUS": "mode=celery status=healthy workers=2/2 restarts=0"}
+    assert fields[3] == {"STATUS": "mode=celery status=healthy workers=1/2 restarts=0"}
+
+
+def test_readiness_after_the_grace_period_says_degraded(notify_path):
+    now = [0.0]
+    reporter = ReadinessReporter(Notifier(notify_path.env_value), _Health(), None, grace=30,
+                                 clock=lambda: now[0])
+    reporter.poll()
+    now[0] = 31
+    reporter.poll()
+    found = notify_path.wait("READY", "1", timeout=5)
+    assert found[1]["STATUS"].startswith("degraded: mode=threads")
+
+
+def test_http_answers(tmp_path):
+    assert http_answers("127.0.0.1", free_port()) is False
