@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,7 +20,7 @@ from pypdf import PdfReader
 
 from app.settings import Settings
 from tests.conftest import RedisServer, free_port
-from tests.deploy.nginx_proxy import NginxProxy
+from tests.deploy.nginx_proxy import NGINX, NginxProxy
 from tests.deploy.project_facts import DEPLOY
 from tests.e2e.conftest import ADMIN, ROOT, Server, base_env
 from tests.e2e.jobs_helpers import card_files, wait_job
@@ -186,3 +187,24 @@ def test_container_healthcheck_script_on_the_real_stack(stack, tmp_path):
     assert _healthcheck(env, "http", f"http://127.0.0.1:{free_port()}/").returncode == 1
     elsewhere = dict(env, INSTANCE_PATH=str(tmp_path / "no-manager"))
     assert _healthcheck(elsewhere, "manager").returncode == 1
+
+
+def test_debian_host_variant_passes_nginx_t(tmp_path):
+    """Step 6 of deploy/README.md: nginx-host.sed turns the compose config into a Debian
+    host's. Its host paths are checked to exist; nginx -t then runs with only the temp
+    and log folders moved into tmp_path (so the test leaves nothing on the machine)."""
+    import pwd
+    host = subprocess.run(["sed", "-f", str(DEPLOY / "nginx-host.sed"),
+                           str(DEPLOY / "nginx.conf")], capture_output=True, text=True,
+                          check=True, timeout=30).stdout
+    assert "server 127.0.0.1:5000 " in host and "server app:5000" not in host
+    user = re.search(r"(?m)^user (\S+);", host).group(1)
+    pwd.getpwnam(user)  # www-data exists on Debian
+    for folder in set(re.findall(r"(/var/lib/nginx|/var/log/nginx|/run)/", host)):
+        assert Path(folder).is_dir(), folder
+    moved = (host.replace("/var/lib/nginx/", f"{tmp_path}/")
+             .replace("/var/log/nginx/", f"{tmp_path}/").replace("/run/", f"{tmp_path}/"))
+    (tmp_path / "nginx.conf").write_text(moved)
+    result = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr

@@ -110,3 +110,21 @@ def project_console_scripts() -> set[str]:
     import tomllib
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     return set(data["project"]["scripts"])
+
+
+def test_install_steps_name_files_that_exist():
+    text = (DEPLOY / "README.md").read_text()
+    steps = text[text.index("```sh"):text.index("## Docker Compose")]
+    named = set(re.findall(r"\bdeploy/[\w.\-]+", steps))
+    assert {"deploy/env.example", "deploy/silhouette-card-maker.service",
+            "deploy/nginx-host.sed", "deploy/nginx.conf"} <= named
+    for path in named:
+        assert (ROOT / path).exists(), path
+    # The folder the env file goes into is created before the file is installed.
+    assert steps.index("install -d -m 0750 -o root -g scm /etc/silhouette-card-maker") < \
+        steps.index("/etc/silhouette-card-maker/env")
+    # Every unit reads the file those steps install, runs as the user they create.
+    for unit in UNITS:
+        assert unit_values(unit, "EnvironmentFile") == ["/etc/silhouette-card-maker/env"]
+        assert unit_values(unit, "User") == ["scm"]
+    assert "useradd --system" in steps and " scm\n" in steps
