@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import getpass
-import re
 import shutil
 import signal
 import subprocess
@@ -15,22 +14,34 @@ from tests.deploy.project_facts import DEPLOY
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def templated_conf(folder: Path, listen_port: int, upstream: str) -> str:
-    """deploy/nginx.conf with only the host-specific parts changed: where it listens,
-    where the app is, and the folders for its pid, logs and temp files."""
+def site_conf(listen_port: int, upstream: str) -> str:
+    """deploy/nginx.conf with only where it listens and where the app is changed."""
     text = (DEPLOY / "nginx.conf").read_text()
-    replacements = [
-        (r"(?m)^user \S+;", f"user {getpass.getuser()};"),
-        (r"/var/run/nginx\.pid", str(folder / "nginx.pid")),
-        (r"/var/log/nginx", str(folder / "logs")),
-        (r"/var/cache/nginx", str(folder / "cache")),
-        (r"listen 80;", f"listen 127.0.0.1:{listen_port};"),
-        (r"server app:5000", f"server {upstream}"),
-    ]
-    for pattern, value in replacements:
-        text, count = re.subn(pattern, value, text)
-        assert count, f"deploy/nginx.conf no longer has {pattern!r}"
+    for old, new in (("listen 80;", f"listen 127.0.0.1:{listen_port};"),
+                     ("server 127.0.0.1:5000;", f"server {upstream};")):
+        assert old in text, f"deploy/nginx.conf no longer has {old!r}"
+        text = text.replace(old, new)
     return text
+
+
+def main_conf(folder: Path, site: Path, http_preamble: str = "") -> str:
+    """A minimal nginx.conf around the site, like a distribution's, in `folder`."""
+    paths = "\n".join(f"    {name}_temp_path {folder / 'cache' / name};"
+                      for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""user {getpass.getuser()};
+worker_processes 1;
+pid {folder / 'nginx.pid'};
+error_log {folder / 'logs' / 'error.log'} info;
+events {{ worker_connections 512; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log {folder / 'logs' / 'access.log'};
+{paths}
+{http_preamble}
+    include {site};
+}}
+"""
 
 
 class NginxProxy:
@@ -42,8 +53,10 @@ class NginxProxy:
             (folder / sub).mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        site = folder / "site.conf"
+        site.write_text(site_conf(self.port, upstream))
         self.conf = folder / "nginx.conf"
-        self.conf.write_text(templated_conf(folder, self.port, upstream))
+        self.conf.write_text(main_conf(folder, site))
         self.proc: subprocess.Popen | None = None
 
     def test_config(self) -> subprocess.CompletedProcess:

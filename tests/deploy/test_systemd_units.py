@@ -117,7 +117,7 @@ def test_install_steps_name_files_that_exist():
     steps = text[text.index("```sh"):text.index("## Docker Compose")]
     named = set(re.findall(r"\bdeploy/[\w.\-]+", steps))
     assert {"deploy/env.example", "deploy/silhouette-card-maker.service",
-            "deploy/nginx-host.sed", "deploy/nginx.conf"} <= named
+            "deploy/nginx.conf"} <= named
     for path in named:
         assert (ROOT / path).exists(), path
     # The folder the env file goes into is created before the file is installed.
