@@ -22,16 +22,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from app.db import connect
-
-STATUSES = ("queued", "running", "succeeded", "failed")
-FINISHED = ("succeeded", "failed")
-KINDS = ("sheets", "offset", "calibration")
-MODES = ("celery", "threads")
+from app.jobs.names import FINISHED, JOB_KINDS, JOB_MODES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -60,11 +56,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
-
-_COLUMNS = ("id", "owner", "kind", "params", "queue", "status", "progress", "message", "mode",
-            "worker", "worker_node", "task_id", "error", "attempts", "lease", "created_at",
-            "dispatched_at", "started_at", "finished_at", "heartbeat_at", "output_path")
-
 
 @dataclass
 class Job:
@@ -95,11 +86,6 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("lease")
-        return data
 
 
 @dataclass(frozen=True)
@@ -161,7 +147,7 @@ class JobStore:
     # --- creation and reads ------------------------------------------------------
     def create(self, *, owner: str, kind: str, params: dict, queue: str,
                job_id: str | None = None, message: str = "queued") -> Job:
-        if kind not in KINDS:
+        if kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
         job = Job(id=job_id or new_job_id(), owner=owner, kind=kind, params=dict(params),
                   queue=queue, message=message, created_at=time.time())
@@ -209,7 +195,7 @@ class JobStore:
         """Record where a job is being sent, before it is sent (the journal entry for
         threads). Only a queued job changes; False means it is running or finished and
         must not be sent anywhere."""
-        if mode not in MODES:
+        if mode not in JOB_MODES:
             raise ValueError(f"unknown mode {mode!r}")
         return self._write(
             "UPDATE jobs SET mode = ?, task_id = COALESCE(?, task_id), worker_node = ?,"
