@@ -202,6 +202,52 @@ class ReadinessReporter:
         return self.serving is None or self.serving()
 
 
+class ServiceNotifier:
+    """The lifecycle notifier an entry point hands to `serve(...)`: ready(status),
+    status(text), stopping(), backed by systemd's protocol.
+
+    `serve` calls ready() once HTTP serves and the manager has started; READY=1 also
+    waits for every expected worker to run, so a thread polls `health()` until then
+    (a ReadinessReporter without an HTTP check, since serve already did that one).
+    """
+
+    def __init__(self, notifier: Notifier, health: Callable[[], dict], *, grace: float = 90.0,
+                 interval: float = 0.25):
+        self.notifier = notifier
+        self._reporter = ReadinessReporter(notifier, health, None, grace=grace)
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def ready(self, status: str = "") -> None:
+        if not self.notifier.enabled or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._until_ready, name="sd-notify-ready",
+                                        daemon=True)
+        self._thread.start()
+
+    def _until_ready(self) -> None:
+        while not self._done.is_set() and not self.notifier.is_ready:
+            try:
+                self._reporter.poll()
+            except Exception:  # the health read must never end the service
+                log.exception("readiness check failed")
+            self._done.wait(self._interval)
+
+    def status(self, text: str) -> None:
+        if self.notifier.is_ready:  # before READY the readiness thread reports
+            self.notifier.status(text)
+
+    def stopping(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        self.notifier.stopping()
+
+    def watchdog_tick(self) -> None:
+        self.notifier.watchdog_tick()
+
+
 def http_answers(host: str, port: int, path: str = "/api/celery/health",
                  timeout: float = 1.0) -> bool:
     """Whether an HTTP server answers on host:port (any status: it serves)."""

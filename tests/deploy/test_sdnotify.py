@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.sdnotify import (Notifier, NullNotifier, ReadinessReporter, health_status, http_answers,
+from app.sdnotify import (Notifier, NullNotifier, ReadinessReporter, ServiceNotifier, health_status,
+                          http_answers,
                           socket_address, watchdog_interval)
 from tests.conftest import free_port, wait_for
 from tests.deploy.notify_socket import NotifySocket
@@ -158,3 +159,22 @@ def test_readiness_after_the_grace_period_says_degraded(notify_path):
 
 def test_http_answers(tmp_path):
     assert http_answers("127.0.0.1", free_port()) is False
+
+
+def test_service_notifier_waits_for_the_workers_after_serve_says_ready(notify_path):
+    health = _Health()
+    service = ServiceNotifier(Notifier(notify_path.env_value), health, interval=0.02)
+    service.status("ignored before READY")
+    service.ready("mode threads, workers 0/2 running")
+    notify_path.wait("STATUS", timeout=5)
+    assert notify_path.first("READY") is None
+    health.body["workers"] = {"running": 2, "expected": 2}
+    health.body.update(mode="celery", status="healthy")
+    _, ready = notify_path.wait("READY", "1", timeout=5)
+    assert ready["STATUS"] == "mode=celery status=healthy workers=2/2 restarts=0"
+    service.status("mode celery, workers 1/2 running")
+    service.stopping()
+    notify_path.wait("STOPPING", "1", timeout=5)
+    statuses = [f.get("STATUS") for _, f in notify_path.snapshot()]
+    assert "ignored before READY" not in statuses
+    assert "mode celery, workers 1/2 running" in statuses
