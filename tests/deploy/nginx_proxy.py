@@ -63,7 +63,7 @@ class NginxProxy:
         return subprocess.run([NGINX, "-t", "-p", str(self.folder), "-c", str(self.conf)],
                               capture_output=True, text=True, timeout=30)
 
-    def start(self) -> "NginxProxy":
+    def start(self) -> NginxProxy:
         self.proc = subprocess.Popen(
             [NGINX, "-p", str(self.folder), "-c", str(self.conf), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL, stderr=open(self.folder / "stderr.log", "wb"))

@@ -12,8 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.project_facts import (DEPLOY, ROOT, env_file_names, settings_names,
-                                        unknown_variables)
+from tests.deploy.project_facts import DEPLOY, ROOT, env_file_names, settings_names, unknown_variables
 
 IMAGE_PROJECT = "/opt/silhouette-card-maker/"   # where the image keeps deploy/ files
 INSTANCE = "/var/lib/silhouette-card-maker"     # the image's (and the units') INSTANCE_PATH
@@ -137,7 +136,7 @@ def test_dockerfile_runs_as_a_non_root_user_with_volume_and_health(instructions)
     assert users and users[-1] not in ("root", "0")
     volumes = [v for i in final if i.cmd == "VOLUME" for v in i.value]
     assert INSTANCE in volumes
-    env = dict(zip(*[iter(v for i in final if i.cmd == "ENV" for v in i.value)] * 2))
+    env = dict(zip(*[iter(v for i in final if i.cmd == "ENV" for v in i.value)] * 2, strict=False))
     assert env["INSTANCE_PATH"] == INSTANCE
     assert not unknown_variables(set(env)), set(env)
     health = [i for i in final if i.cmd == "HEALTHCHECK"]

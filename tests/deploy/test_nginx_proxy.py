@@ -83,7 +83,7 @@ def test_upload_cap_equals_max_upload_mb_default():
 
 
 def test_health_probe_headers_and_gzip(stack):
-    server, proxy = stack
+    _server, proxy = stack
     health = requests.get(proxy.url + "/api/celery/health", timeout=10)
     assert health.status_code == 200 and health.json()["mode"] == "celery"
     for header in ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy",
@@ -139,11 +139,11 @@ def _login_from(proxy: NginxProxy, source: str, password: str, spoof: str | None
 
 
 def test_login_limit_keys_on_the_real_client_address(stack):
-    server, proxy = stack
+    _server, proxy = stack
     statuses = [_login_from(proxy, "127.0.0.2", "wrong-password", spoof=f"198.51.100.{i}")[0]
                 for i in range(LOGIN_LIMIT + 1)]
-    # A forged X-Forwarded-For per attempt does not buy more attempts: nginx appends the
-    # real address and TRUSTED_PROXIES=1 takes that one.
+    # A forged X-Forwarded-For per attempt does not buy more attempts: nginx sends the
+    # peer address alone and TRUSTED_PROXIES=1 takes that one.
     assert statuses[:LOGIN_LIMIT] == [401] * LOGIN_LIMIT, statuses
     status, body = _login_from(proxy, "127.0.0.2", ADMIN[1])
     assert status == 429 and body["error"]["code"], body

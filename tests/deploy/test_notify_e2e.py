@@ -1,6 +1,7 @@
 """sd_notify from a real start_with_celery.py to a datagram socket the test owns."""
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import tempfile
@@ -12,7 +13,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.deploy.notify_socket import NotifySocket
-from tests.e2e.conftest import ROOT, Server, base_env
+from tests.e2e.conftest import Server, base_env
 
 pytestmark = pytest.mark.slow
 WATCHDOG_SECONDS = 3.0
@@ -60,7 +61,7 @@ def celery_children(server: Server) -> list[str]:
 
 
 def gaps(stamps: list[float]) -> list[float]:
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def test_ready_watchdog_freeze_and_stopping(servers, tmp_path, redis_server, notify):

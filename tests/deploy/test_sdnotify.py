@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from app.sdnotify import (Notifier, NullNotifier, ReadinessReporter, ServiceNotifier, health_status,
-                          http_answers,
-                          socket_address, watchdog_interval)
+from app.sdnotify import (
+    Notifier,
+    NullNotifier,
+    ReadinessReporter,
+    ServiceNotifier,
+    health_status,
+    http_answers,
+    socket_address,
+    watchdog_interval,
+)
 from tests.conftest import free_port, wait_for
 from tests.deploy.notify_socket import NotifySocket
 
@@ -82,7 +89,7 @@ def test_socket_address_forms():
 def test_watchdog_tick_paces_pings_at_half_the_interval(notify_path):
     now = [100.0]
     notifier = Notifier(notify_path.env_value, watchdog_seconds=4.0, clock=lambda: now[0])
-    for step in range(20):  # 10 s of 0.5 s loop iterations
+    for _step in range(20):  # 10 s of 0.5 s loop iterations
         notifier.watchdog_tick()
         now[0] += 0.5
     wait_for(lambda: len(notify_path.snapshot()) == 5, 5, message="five pings")
