@@ -21,8 +21,7 @@ ARG SCM_UID=10001
 RUN groupadd --system --gid "${SCM_UID}" scm \
  && useradd --system --uid "${SCM_UID}" --gid scm --no-create-home \
         --home-dir /var/lib/silhouette-card-maker --shell /usr/sbin/nologin scm \
- && install -d -o scm -g scm -m 0700 /var/lib/silhouette-card-maker \
-        /var/lib/silhouette-card-maker/uploads /var/lib/silhouette-card-maker/outputs
+ && install -d -o scm -g scm -m 0700 /var/lib/silhouette-card-maker /srv/silhouette-card-maker
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/healthcheck.py /opt/silhouette-card-maker/deploy/healthcheck.py
 ENV PATH=/opt/venv/bin:$PATH \
@@ -30,13 +29,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     SCM_ENV_FILE= \
     INSTANCE_PATH=/var/lib/silhouette-card-maker \
+    STORAGE_DIR=/srv/silhouette-card-maker \
     HOST=0.0.0.0 \
     PORT=5000
 USER scm
 WORKDIR /var/lib/silhouette-card-maker
-# The instance folder: database, uploads, outputs, logs, sockets. Uploads and outputs
-# are the files hosts share (mount one volume on both in a multi-host setup).
-VOLUME ["/var/lib/silhouette-card-maker"]
+# The instance folder (SQLite database, logs, sockets, lock: this host's own) and
+# STORAGE_DIR (uploads and outputs: the one folder hosts share).
+VOLUME ["/var/lib/silhouette-card-maker", "/srv/silhouette-card-maker"]
 EXPOSE 5000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -119,8 +119,10 @@ def test_app_and_worker_keep_the_instance_folder_apart(compose):
     # keeps the image's anonymous one (a shared one would let only one manager run).
     assert f"instance:{INSTANCE}" in services["app"]["volumes"]
     assert not any(v.endswith(f":{INSTANCE}") for v in services["worker"].get("volumes", []))
-    shared = {v for v in services["app"]["volumes"] if v.startswith("storage-")}
-    assert shared and shared <= set(services["worker"]["volumes"])
+    storage = services["app"]["environment"]["STORAGE_DIR"]
+    assert f"storage:{storage}" in services["app"]["volumes"]
+    assert f"storage:{storage}" in services["worker"]["volumes"]
+    assert services["worker"]["environment"]["STORAGE_DIR"] == storage
     assert services["app"]["environment"]["TRUSTED_PROXIES"] == "1"
 
 
