@@ -12,7 +12,6 @@ must not take the service down.
 """
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import socket
@@ -153,19 +152,17 @@ def health_status(health: dict) -> str:
 class ReadinessReporter:
     """Decides when the service is ready and keeps STATUS= current; `poll()` it often.
 
-    Ready means HTTP answers (`serving()`, skipped when there is no HTTP) and every
-    expected worker runs. A broker that is down at boot would keep the workers from
-    ever running: after `grace` seconds READY=1 is sent anyway with the degraded state in
-    STATUS=, because the service does work (jobs run on threads) and systemd killing it
-    at TimeoutStartSec would only make that worse.
+    Ready means every expected worker runs (the caller checked that HTTP serves). A
+    broker that is down at boot would keep the workers from ever running: after `grace`
+    seconds READY=1 is sent anyway with the degraded state in STATUS=, because the
+    service does work (jobs run on threads) and systemd killing it at TimeoutStartSec
+    would only make that worse.
     """
 
-    def __init__(self, notifier: Notifier, health: Callable[[], dict],
-                 serving: Callable[[], bool] | None = None, *, grace: float = 90.0,
+    def __init__(self, notifier: Notifier, health: Callable[[], dict], *, grace: float = 90.0,
                  clock: Callable[[], float] = time.monotonic):
         self.notifier = notifier
         self.health = health
-        self.serving = serving
         self.grace = grace
         self._clock = clock
         self._started = clock()
@@ -197,9 +194,7 @@ class ReadinessReporter:
 
     def _ready(self, health: dict) -> bool:
         workers = health.get("workers", {})
-        if workers.get("running", 0) < workers.get("expected", 0):
-            return False
-        return self.serving is None or self.serving()
+        return workers.get("running", 0) >= workers.get("expected", 0)
 
 
 class ServiceNotifier:
@@ -208,13 +203,13 @@ class ServiceNotifier:
 
     `serve` calls ready() once HTTP serves and the manager has started; READY=1 also
     waits for every expected worker to run, so a thread polls `health()` until then
-    (a ReadinessReporter without an HTTP check, since serve already did that one).
+    (serve already checked HTTP).
     """
 
     def __init__(self, notifier: Notifier, health: Callable[[], dict], *, grace: float = 90.0,
                  interval: float = 0.25):
         self.notifier = notifier
-        self._reporter = ReadinessReporter(notifier, health, None, grace=grace)
+        self._reporter = ReadinessReporter(notifier, health, grace=grace)
         self._interval = interval
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -246,21 +241,6 @@ class ServiceNotifier:
 
     def watchdog_tick(self) -> None:
         self.notifier.watchdog_tick()
-
-
-def http_answers(host: str, port: int, path: str = "/api/celery/health",
-                 timeout: float = 1.0) -> bool:
-    """Whether an HTTP server answers on host:port (any status: it serves)."""
-    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    conn = http.client.HTTPConnection(target, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        conn.getresponse().read()
-        return True
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
 
 
 class NullNotifier(Notifier):

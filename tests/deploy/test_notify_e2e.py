@@ -10,10 +10,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from tests.conftest import free_port
 from tests.deploy.notify_socket import NotifySocket
-from tests.e2e.conftest import Server, base_env
+from tests.e2e.conftest import ROOT, Server, base_env
 
 pytestmark = pytest.mark.slow
 WATCHDOG_SECONDS = 3.0
@@ -37,13 +38,14 @@ def servers():
         server.close()
 
 
-def start(servers, tmp_path, redis_server, notify, script: Path, **extra) -> Server:
+def start(servers, tmp_path, redis_server, notify, script: Path, *args: str,
+          **extra) -> Server:
     port = free_port()
     env = base_env(tmp_path / "instance", port, REDIS_URL=redis_server.url,
                    START_CELERY_WORKER="true", CELERY_QUEUES=",".join(QUEUES),
                    NOTIFY_SOCKET=notify.env_value,
                    WATCHDOG_USEC=str(int(WATCHDOG_SECONDS * 1_000_000)), **extra)
-    server = Server([sys.executable, str(script)], env, tmp_path / "server.log")
+    server = Server([sys.executable, str(script), *args], env, tmp_path / "server.log")
     servers.append(server)
     return server
 
@@ -116,3 +118,26 @@ def assert_frozen_manager_stops_the_pings(server, notify, flag):
     thawed_at = time.monotonic()
     time.sleep(WATCHDOG_SECONDS)
     assert [t for t in notify.times("WATCHDOG", "1") if t > thawed_at], notify.snapshot()
+
+
+def test_worker_only_host_is_ready_without_http(servers, tmp_path, redis_server, notify):
+    """`--no-web` (the compose `worker` service, the worker unit): READY=1 once the
+    workers run, with no HTTP server at all."""
+    worker = start(servers, tmp_path, redis_server, notify, ROOT / "start_with_celery.py",
+                   "--no-web")
+    _, ready = notify.wait("READY", "1", timeout=120)
+    assert f"workers={len(QUEUES)}/{len(QUEUES)}" in ready["STATUS"], ready
+    assert len(celery_children(worker)) >= len(QUEUES)
+    assert not answers(worker)  # nothing listens on PORT
+    time.sleep(WATCHDOG_SECONDS)
+    assert notify.times("WATCHDOG", "1")
+    assert worker.stop() == 0
+    assert notify.first("STOPPING", "1")
+
+
+def answers(server: Server) -> bool:
+    try:
+        server.session.get(server.url + "/api/celery/health", timeout=2)
+        return True
+    except requests.RequestException:
+        return False

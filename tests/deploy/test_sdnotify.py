@@ -12,13 +12,11 @@ from app.sdnotify import (
     Notifier,
     NullNotifier,
     ReadinessReporter,
-    ServiceNotifier,
     health_status,
-    http_answers,
     socket_address,
     watchdog_interval,
 )
-from tests.conftest import free_port, wait_for
+from tests.conftest import wait_for
 from tests.deploy.notify_socket import NotifySocket
 
 
@@ -133,14 +131,14 @@ class _Health:
         return dict(self.body)
 
 
-def test_readiness_waits_for_http_and_every_worker(notify_path):
-    health, serving = _Health(), [False]
-    reporter = ReadinessReporter(Notifier(notify_path.env_value), health, lambda: serving[0])
+def test_readiness_waits_for_every_worker(notify_path):
+    health = _Health()
+    reporter = ReadinessReporter(Notifier(notify_path.env_value), health)
+    reporter.poll()
+    health.body["workers"] = {"running": 1, "expected": 2}
     reporter.poll()
     health.body["workers"] = {"running": 2, "expected": 2}
     health.body.update(mode="celery", status="healthy")
-    reporter.poll()                      # workers up, HTTP not yet
-    serving[0] = True
     reporter.poll()
     reporter.poll()                      # nothing changed: no message
     health.body["workers"] = {"running": 1, "expected": 2}
@@ -148,40 +146,17 @@ def test_readiness_waits_for_http_and_every_worker(notify_path):
     wait_for(lambda: len(notify_path.snapshot()) == 4, 5, message="four messages")
     fields = [m for _, m in notify_path.snapshot()]
     assert fields[0] == {"STATUS": "starting: mode=threads status=degraded workers=0/2 restarts=0"}
-    assert fields[1]["STATUS"].startswith("starting: mode=celery")
+    assert fields[1]["STATUS"].startswith("starting: mode=threads status=degraded workers=1/2")
     assert fields[2] == {"READY": "1", "STATUS": "mode=celery status=healthy workers=2/2 restarts=0"}
     assert fields[3] == {"STATUS": "mode=celery status=healthy workers=1/2 restarts=0"}
 
 
 def test_readiness_after_the_grace_period_says_degraded(notify_path):
     now = [0.0]
-    reporter = ReadinessReporter(Notifier(notify_path.env_value), _Health(), None, grace=30,
+    reporter = ReadinessReporter(Notifier(notify_path.env_value), _Health(), grace=30,
                                  clock=lambda: now[0])
     reporter.poll()
     now[0] = 31
     reporter.poll()
     found = notify_path.wait("READY", "1", timeout=5)
     assert found[1]["STATUS"].startswith("degraded: mode=threads")
-
-
-def test_http_answers(tmp_path):
-    assert http_answers("127.0.0.1", free_port()) is False
-
-
-def test_service_notifier_waits_for_the_workers_after_serve_says_ready(notify_path):
-    health = _Health()
-    service = ServiceNotifier(Notifier(notify_path.env_value), health, interval=0.02)
-    service.status("ignored before READY")
-    service.ready("mode threads, workers 0/2 running")
-    notify_path.wait("STATUS", timeout=5)
-    assert notify_path.first("READY") is None
-    health.body["workers"] = {"running": 2, "expected": 2}
-    health.body.update(mode="celery", status="healthy")
-    _, ready = notify_path.wait("READY", "1", timeout=5)
-    assert ready["STATUS"] == "mode=celery status=healthy workers=2/2 restarts=0"
-    service.status("mode celery, workers 1/2 running")
-    service.stopping()
-    notify_path.wait("STOPPING", "1", timeout=5)
-    statuses = [f.get("STATUS") for _, f in notify_path.snapshot()]
-    assert "ignored before READY" not in statuses
-    assert "mode celery, workers 1/2 running" in statuses
