@@ -45,7 +45,7 @@ def instance_secret(path: Path) -> str:
             secret = path.read_text().strip()
             if secret:
                 return secret
-        raise RuntimeError(f"{path} is empty; delete it to make a new secret")
+        raise RuntimeError(f"{path} is empty; delete it to make a new secret") from None
     secret = secrets.token_urlsafe(48)
     with os.fdopen(fd, "w") as handle:
         handle.write(secret)

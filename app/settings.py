@@ -12,12 +12,11 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
 # SQLAlchemy URL schemes the job store runs on (drivers installed by requirements.txt).

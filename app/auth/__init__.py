@@ -12,7 +12,7 @@ from app.auth.users import User, UserError, UserStore
 from app.extensions import JWT_KEY, limiter
 from app.settings import SettingsError
 
-__all__ = ["admin_required", "init_app", "User", "UserStore"]
+__all__ = ["User", "UserStore", "admin_required", "init_app"]
 
 log = logging.getLogger(__name__)
 

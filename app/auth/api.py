@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
-from flask_jwt_extended import (create_access_token, create_refresh_token, current_user,
-                                jwt_required)
+from flask_jwt_extended import create_access_token, create_refresh_token, current_user, jwt_required
 from flask_limiter import Limiter
 
 from app.auth.users import MAX_PASSWORD_LENGTH, UserStore

@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from natsort import natsort_keygen
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      ValidationInfo, field_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from app.cards.errors import CardError
@@ -203,7 +210,7 @@ class OptionError(CardError):
         self.field = field
 
     @classmethod
-    def first_of(cls, exc: ValidationError) -> "OptionError":
+    def first_of(cls, exc: ValidationError) -> OptionError:
         error = exc.errors(include_url=False)[0]
         field = ".".join(str(part) for part in error["loc"]) or None
         if error["type"] == "card_option":          # the engine's message names the field

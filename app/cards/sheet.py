@@ -10,7 +10,7 @@ from pathlib import Path
 from app.cards.errors import CardError
 from app.cards.images import Demand, PreparedImage, Spool, prepare_image
 from app.cards.inputs import CardFiles, collect
-from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper, get_layout
+from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper
 from app.cards.options import Crop, SheetOptions, as_int
 from app.cards.pdf import Content, SheetWriter, text_width
 from app.cards.placement import Slot, card_draws, rect_pt
@@ -66,7 +66,7 @@ def plan_pages(layout: Layout, singles: list[str], doubles: list[str], *,
     for group, double in ((singles, False), (doubles, True)):
         for start in range(0, len(group), len(free)):
             sheet += 1
-            chunk = list(zip(free, group[start:start + len(free)]))
+            chunk = list(zip(free, group[start:start + len(free)], strict=False))  # last one short
             pages.append(PagePlan(FRONT, sheet, [
                 Placement(slot, CardRef("front", rel), False, True) for slot, rel in chunk]))
             if only_fronts:
@@ -255,7 +255,7 @@ def _aspect_warnings(pages, images, layout: Layout, crop: Crop | None) -> list[s
     warnings = [text for text in seen.values() if text]
     if len(warnings) > MAX_ASPECT_WARNINGS:
         extra = len(warnings) - MAX_ASPECT_WARNINGS
-        warnings = warnings[:MAX_ASPECT_WARNINGS] + [f"... and {extra} more images are stretched to fit"]
+        warnings = [*warnings[:MAX_ASPECT_WARNINGS], f"... and {extra} more images are stretched to fit"]
     return warnings
 
 

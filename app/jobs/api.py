@@ -8,7 +8,7 @@ behind.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
@@ -23,8 +23,7 @@ from app.jobs.job_services import ServicesProvider, provide_services, services
 from app.jobs.names import JOB_STATUSES
 from app.jobs.store import Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
-from app.jobs.validation import (bad, calibration_params, integer, offset_params,
-                                 sheet_params, text_field)
+from app.jobs.validation import bad, calibration_params, integer, offset_params, sheet_params, text_field
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def _caller() -> tuple[str, bool]:
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def job_view(job: Job) -> dict:

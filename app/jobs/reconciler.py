@@ -34,8 +34,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable
 
 from app.jobs.cleanup import cleanup_expired
 from app.jobs.dispatch import Dispatcher
@@ -193,7 +193,7 @@ class Reconciler:
         after the purge is in the queue). Returns {queue: jobs failed}.
         """
         queues = list(dict.fromkeys(queues))
-        counts = {name: 0 for name in queues}
+        counts = dict.fromkeys(queues, 0)
         with self._lock:
             snapshot_at = time.time()
             in_broker: set[str] | None = set()

@@ -35,7 +35,7 @@ class Staging:
         self.path = uploads_dir / f"{STAGING_PREFIX}{job_id}"
         self._committed = False
 
-    def __enter__(self) -> "Staging":
+    def __enter__(self) -> Staging:
         self.path.mkdir(parents=True, exist_ok=False)
         return self
 

@@ -117,7 +117,7 @@ class Runtime:
         store = self.jobs.store
         if not any(store.queued_celery(published_before=purge_finished, queue=name)
                    for name in queues):
-            return {name: 0 for name in queues}  # nothing to look up in the broker
+            return dict.fromkeys(queues, 0)  # nothing to look up in the broker
         return self.reconciler.for_this_process().fail_purged(
             queues, purge_started=purge_started, purge_finished=purge_finished)
 

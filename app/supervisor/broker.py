@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from app.settings import mask_url
@@ -30,9 +30,9 @@ def redis_client_for(url: str, timeout: float):
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    options = dict(socket_timeout=timeout, socket_connect_timeout=timeout,
-                   retry=Retry(NoBackoff(), 0),
-                   health_check_interval=0, socket_keepalive=True)
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                   "retry": Retry(NoBackoff(), 0),
+                   "health_check_interval": 0, "socket_keepalive": True}
     parts = urlsplit(url)
     if parts.scheme == "redis+socket":
         path = url.split("://", 1)[1].split("?", 1)[0]

@@ -15,9 +15,10 @@ import json
 import logging
 import queue as queue_module
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any
 
 from app.settings import Settings
 from app.supervisor.broker import is_redis_url
@@ -95,7 +96,7 @@ class CeleryControl:
     def queue_depths(self, queues: list[str], timeout: float = 2.0) -> dict[str, int | None]:
         """Messages waiting per queue (Redis brokers); None for other brokers."""
         if not is_redis_url(self.broker_url):
-            return {name: None for name in queues}
+            return dict.fromkeys(queues)
 
         def do():
             with self.app.connection_for_write() as conn:

@@ -32,10 +32,11 @@ import selectors
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from app.settings import Settings, mask_url
 from app.supervisor.broker import BrokerMonitor
@@ -46,10 +47,22 @@ from app.supervisor.pidfile import StateFile, stop_stale
 from app.supervisor.policy import RestartPolicy
 from app.supervisor.process import WorkerProcess
 from app.supervisor.redis_server import EmbeddedRedis
-from app.supervisor.worker_slot import (BACKOFF, FAILED, PROJECT_ROOT, REASONS, RUNNING,
-                                        STARTING, STOPPED, STOPPING, Slot, child_env,
-                                        node_name, parse_queues, split_concurrency,
-                                        worker_argv)
+from app.supervisor.worker_slot import (
+    BACKOFF,
+    FAILED,
+    PROJECT_ROOT,
+    REASONS,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    Slot,
+    child_env,
+    node_name,
+    parse_queues,
+    split_concurrency,
+    worker_argv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +120,7 @@ class CeleryWorkerManager:
         self._concurrency = settings.CELERY_CONCURRENCY
         self._wanted = False                      # workers should run (open/start vs stop)
         self._slots: dict[str, Slot] = {}         # queue -> worker slot
-        self._restart_totals = {reason: 0 for reason in REASONS}
+        self._restart_totals = dict.fromkeys(REASONS, 0)
 
         # The broker: configured, embedded, or none (threads only).
         self._embedded = EmbeddedRedis(settings) if settings.wants_embedded_redis else None
@@ -151,7 +164,7 @@ class CeleryWorkerManager:
     # ======================================================================
     # lifecycle (called by the hosting process)
     # ======================================================================
-    def open(self) -> "CeleryWorkerManager":
+    def open(self) -> CeleryWorkerManager:
         """Start the manager thread; embedded Redis; the workers when START_CELERY_WORKER."""
         with self._lock:
             if self._thread is not None:
@@ -1091,11 +1104,11 @@ class CeleryWorkerManager:
 
     def _queue_depths(self, queues: list[str], reachable: bool) -> dict[str, int | None]:
         if not reachable or self._broker_url is None:
-            return {name: None for name in queues}
+            return dict.fromkeys(queues)
         try:
             return self._control_client().queue_depths(queues, timeout=1.0)
         except BrokerUnavailable:
-            return {name: None for name in queues}
+            return dict.fromkeys(queues)
 
     def _save_state(self) -> None:
         records = [slot.proc.record() for slot in self._all_slots() if slot.alive]

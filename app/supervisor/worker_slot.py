@@ -45,7 +45,7 @@ class Slot:
     state: str = STOPPED
     proc: WorkerProcess | None = None
     restarts: int = 0
-    restarts_by_reason: dict = field(default_factory=lambda: {r: 0 for r in REASONS})
+    restarts_by_reason: dict = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     last_exit: ExitInfo | None = None
     last_error: str | None = None
     responsive: bool = False
@@ -106,7 +106,7 @@ def split_concurrency(total: int, weights: dict[str, int]) -> dict[str, int]:
     if not weights:
         return {}
     if total <= len(weights):
-        return {queue: 1 for queue in weights}
+        return dict.fromkeys(weights, 1)
     weight_sum = sum(weights.values())
     ideal = {q: total * w / weight_sum for q, w in weights.items()}
     sizes = {q: max(1, int(ideal[q])) for q in weights}
