@@ -18,6 +18,7 @@ from app.jobs.api import MAX_LIST
 from app.jobs.engine import KINDS
 from app.jobs.names import JOB_STATUSES
 from app.settings import Settings
+from app.supervisor.admin_ops import admin_openapi_paths
 
 bp = Blueprint("openapi", __name__)
 
@@ -96,53 +97,7 @@ def _form_schema(model, files: dict | None = None, required: tuple[str, ...] = (
 
 
 def _admin_paths() -> dict:
-    from app.supervisor.api import PurgeBody, RestartBody, StartBody, StopBody
-
-    def verb(summary: str, model, *, required: bool = False) -> dict:
-        return {"post": {
-            "tags": ["admin"], "summary": summary, "security": BEARER,
-            "requestBody": {"required": required, "content": _json(_body_schema(model))},
-            "responses": {"200": {"description": "the manager's answer",
-                                  "content": _json({"type": "object"})},
-                          "400": _error("invalid body"), "413": _error("body too large"),
-                          **ADMIN_ERRORS, **MANAGER_ERRORS},
-        }}
-
-    def read(summary: str) -> dict:
-        return {"get": {
-            "tags": ["admin"], "summary": summary, "security": BEARER,
-            "responses": {"200": {"description": summary, "content": _json({"type": "object"})},
-                          **ADMIN_ERRORS, **MANAGER_ERRORS},
-        }}
-
-    return {
-        "/api/celery/health": {"get": {
-            "tags": ["public"], "summary": "Liveness of the Celery side, from cached state",
-            "security": [],
-            "responses": {"200": {"description": "healthy or degraded",
-                                  "content": _json(_ref("Health"))},
-                          "503": {"description": "unhealthy", "content": _json(_ref("Health"))}},
-        }},
-        "/api/celery/status": {"get": {
-            "tags": ["admin"], "summary": "Workers, mode, broker and queue depths",
-            "security": BEARER,
-            "responses": {"200": {"description": "status", "content": _json(_ref("Status"))},
-                          **ADMIN_ERRORS, **MANAGER_ERRORS},
-        }},
-        "/api/celery/start": verb("Start workers (clears FAILED)", StartBody),
-        "/api/celery/stop": verb("Stop workers warm, then kill after `timeout` s", StopBody),
-        "/api/celery/restart": verb("Restart one queue's worker, or all", RestartBody),
-        "/api/celery/tasks": read("Active, reserved and scheduled tasks per worker"),
-        "/api/celery/stats": read("Celery worker statistics"),
-        "/api/celery/purge": {"post": {
-            "tags": ["admin"], "summary": "Empty only the named queues", "security": BEARER,
-            "requestBody": {"required": True, "content": _json(_body_schema(PurgeBody))},
-            "responses": {"200": {"description": "messages removed per queue",
-                                  "content": _json(_ref("Purged"))},
-                          "400": _error("invalid body"), "413": _error("body too large"),
-                          **ADMIN_ERRORS, **MANAGER_ERRORS},
-        }},
-    }
+    return admin_openapi_paths(_body_schema)
 
 
 def _auth_paths() -> dict:

@@ -18,8 +18,8 @@ from werkzeug.utils import secure_filename
 from app.cards.options import Options
 from app.celery_config import QUEUE_FOR_KIND
 from app.errors import APIError
-from app.jobs import services
 from app.jobs.engine import OffsetJobParams, SheetJobParams
+from app.jobs.job_services import ServicesProvider, provide_services, services
 from app.jobs.names import JOB_STATUSES
 from app.jobs.store import Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 bp = Blueprint("jobs_api", __name__, url_prefix="/api/jobs")
 
 MAX_LIST = 500
+
+
+def init_app(app, provider: ServicesProvider) -> None:
+    """Register the blueprint; `provider` gives this process's JobServices."""
+    provide_services(app, provider)
+    app.register_blueprint(bp)
 
 
 # --- helpers ----------------------------------------------------------------------------
