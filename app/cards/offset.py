@@ -32,7 +32,6 @@ from pypdf.generic import (
 
 from app.cards.errors import CardError
 from app.cards.layouts import PT_PER_PX
-from app.cards.options import OffsetOptions
 from app.cards.pdf import BACK_PREFIX, FRONT_PREFIX, num, write_atomically
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
 
@@ -52,6 +51,7 @@ class OffsetResult:
 def offset_pdf(*, input, output, x, y, progress: ProgressCallback | None = None) -> OffsetResult:
     """Write `input` to `output` with its back pages moved x px right and y px down (300 ppi)."""
     report = Progress(progress)
+    from app.cards.models import OffsetOptions   # pydantic: loaded on first use, not on import
     shift = OffsetOptions.parse(x=x, y=y)
     x, y = shift.x, shift.y
     source = Path(input)

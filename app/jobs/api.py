@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 from werkzeug.utils import secure_filename
 
-from app.cards.options import Options
+from app.cards.models import Options
 from app.celery_config import QUEUE_FOR_KIND
 from app.errors import APIError
 from app.jobs.engine import OffsetJobParams, SheetJobParams
