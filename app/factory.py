@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import errors, extensions, metrics, openapi
 from app.auth import init_app as init_auth
 from app.cli.cards import cards_cli
+from app.db.cli import db_cli
 from app.jobs.api import init_app as init_jobs
 from app.runtime.services import Runtime, attach
 from app.settings import Settings, load_settings
@@ -84,4 +85,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.init_app(app)
     init_web(app)
     app.cli.add_command(cards_cli)
+    app.cli.add_command(db_cli)
     return app

@@ -176,10 +176,19 @@ def _source_output(source_id: str) -> Path:
     job = services(current_app).store.get(source_id) if len(source_id) <= 64 else None
     if job is None or (job.owner != user and not admin):
         raise bad("source_job_id: no such job", "invalid_source_job")
-    if job.status != "succeeded" or not job.output_path or not Path(job.output_path).is_file():
+    path = _output_file(job)
+    if job.status != "succeeded" or path is None:
         raise bad(f"source_job_id: job {source_id} has no PDF to offset "
                   f"(status {job.status})", "invalid_source_job")
-    return Path(job.output_path)
+    return path
+
+
+def _output_file(job: Job) -> Path | None:
+    """The job's PDF on this host's view of STORAGE_DIR, if it is still there."""
+    if not job.output_path:
+        return None
+    path = current_app.config["SETTINGS"].in_storage(job.output_path)
+    return path if path.is_file() else None
 
 
 @bp.post("/calibration")
@@ -210,8 +219,8 @@ def result(job_id: str):
         raise APIError(409, "job_failed", f"the job failed: {job.error or 'unknown error'}")
     if job.status != "succeeded":
         raise APIError(409, "not_ready", f"the job is {job.status}; try again later")
-    path = Path(job.output_path) if job.output_path else None
-    if path is None or not path.is_file():
+    path = _output_file(job)
+    if path is None:
         raise APIError(410, "expired", "the result has been cleaned up; submit the job again")
     label = secure_filename(str(job.params.get("name") or "")) or job.kind
     return send_file(path, mimetype="application/pdf", as_attachment=True,

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from app.db import TRANSIENT_ERRORS
 from app.jobs import engine
 from app.jobs.holders import holder_is_dead
 from app.jobs.store import Job, JobStore, store_for
@@ -56,7 +56,7 @@ def is_transient(exc: BaseException) -> bool:
     """Failures a retry may cure: I/O hiccups, disk full, a busy database, timeouts."""
     if isinstance(exc, _PERMANENT_OS_ERRORS):
         return False
-    return isinstance(exc, (OSError, sqlite3.OperationalError, TimeoutError, MemoryError))
+    return isinstance(exc, (OSError, *TRANSIENT_ERRORS, TimeoutError, MemoryError))
 
 
 def retry_delay(retries_done: int, *, base: float = 1.0, cap: float = 30.0) -> float:
@@ -127,7 +127,7 @@ class _LeaseKeeper:
             if not self.store.heartbeat(self.job_id, self.token, progress=fraction,
                                         message=message):
                 self.lost.set()
-        except sqlite3.OperationalError as exc:  # busy database: try again next beat
+        except TRANSIENT_ERRORS as exc:  # busy or restarting database: next beat
             log.warning("heartbeat of job %s failed: %s", self.job_id, exc)
 
     def _loop(self) -> None:
@@ -171,7 +171,7 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
     TransientJobError so the caller can retry; otherwise it fails the job.
     A permanent failure marks the job failed and returns status "failed" with "error".
     """
-    store = store or store_for(settings.database_path)
+    store = store or store_for(settings.database_url)
     claim = store.claim(job_id, worker=runner, worker_node=worker_node or runner,
                         lease_seconds=lease_seconds, max_attempts=MAX_ATTEMPTS)
     if claim.outcome == "busy" and holder_is_dead(claim.job.worker):
@@ -204,7 +204,7 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
             message = _unexpected(store, job_id, token, exc, retry_transient)
             return {"job_id": job_id, "status": "failed", "error": message}
     elapsed = f"done in {time.monotonic() - started:.1f} s"
-    if not store.succeed(job_id, token, output_path=str(path),
+    if not store.succeed(job_id, token, output_path=settings.storage_relative(path),
                          message=f"{elapsed}: {summary}" if summary else elapsed):
         log.warning("job %s: finished by %s after losing its lease; result not recorded "
                     "(the run holding the lease records it)", job_id, runner)

@@ -51,7 +51,7 @@ class Runtime:
 
     def _build_jobs(self) -> JobServices:
         settings = self.settings
-        store = store_for(settings.database_path)
+        store = store_for(settings.database_url)
         fallback = ThreadFallback(settings, store)
         monitor = BrokerMonitor(settings.broker_url, timeout=BROKER_TIMEOUT) \
             if settings.broker_url else None

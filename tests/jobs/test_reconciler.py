@@ -14,6 +14,7 @@ from app.jobs.dispatch import Dispatcher
 from app.jobs.reconciler import Reconciler
 from app.jobs.store import JobStore
 from tests.conftest import free_port, make_settings
+from tests.database import set_job_columns
 from tests.jobs.conftest import FakeMonitor
 
 
@@ -32,7 +33,7 @@ def world(tmp_path, request):
     url = server.url if server else f"redis://127.0.0.1:{free_port()}/0"
     settings = make_settings(tmp_path, CELERY_BROKER_URL=url)
     settings.ensure_dirs()
-    store = JobStore(settings.database_path)
+    store = JobStore(settings.database_url)
     pool = RecordingPool()
     monitor = FakeMonitor(server is not None)
     dispatcher = Dispatcher(settings, store, pool, broker_monitor=monitor)
@@ -49,9 +50,7 @@ def new_job(store, queue="pdf_generation", kind="sheets"):
 def age(store, job_id, **columns):
     """Move timestamps into the past: age(store, id, heartbeat_at=30) = 30 s ago."""
     now = time.time()
-    sets = ", ".join(f"{name} = ?" for name in columns)
-    store._conn().execute(f"UPDATE jobs SET {sets} WHERE id = ?",
-                          (*(now - seconds for seconds in columns.values()), job_id))
+    set_job_columns(store, job_id, **{name: now - seconds for name, seconds in columns.items()})
 
 
 def test_stale_running_job_is_requeued_and_sent(world):

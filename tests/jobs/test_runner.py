@@ -16,7 +16,7 @@ from app.jobs.store import JobStore
 @pytest.fixture
 def job_store(settings):
     settings.ensure_dirs()
-    return JobStore(settings.database_path)
+    return JobStore(settings.database_url)
 
 
 def new_job(store, kind="calibration"):
@@ -40,7 +40,7 @@ def test_success_writes_output_atomically(settings, job_store, monkeypatch):
     assert result["status"] == "succeeded"
     done = job_store.get(job.id)
     assert done.status == "succeeded" and done.progress == 1.0
-    assert done.output_path == str(settings.outputs_dir / f"{job.id}.pdf")
+    assert done.output_path == f"outputs/{job.id}.pdf"  # relative to STORAGE_DIR
     assert (settings.outputs_dir / f"{job.id}.pdf").read_bytes().startswith(b"%PDF")
     # No temporary file left behind.
     assert [p.name for p in settings.outputs_dir.iterdir()] == [f"{job.id}.pdf"]

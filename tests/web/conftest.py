@@ -11,6 +11,12 @@ ADMIN = ("admin", "admin-password-1")
 USER = ("alice", "alice-password-1")
 
 
+@pytest.fixture(autouse=True)
+def _database_backend(db_backend):
+    """Every web and auth test runs on SQLite and on PostgreSQL (see tests.database)."""
+    return db_backend
+
+
 @pytest.fixture
 def make_app(tmp_path):
     """Build an app on this test's own instance folder, with settings overrides."""
