@@ -21,8 +21,9 @@ from pydantic_core import PydanticCustomError
 
 from app.cards.errors import CardError
 from app.cards.layouts import CARD_SIZES, PAPERS, Layout, get_layout
-from app.cards.options import (CROP_MAX_CHARS, MAX_OFFSET_PX, NAME_MAX_CHARS, PPI_RANGE,
-                               QUALITY_RANGE, SKIP_MAX_VALUES, Crop, as_bool, as_int,
+from app.cards.options import (CROP_MAX_CHARS, DEFAULT_CARD_SIZE, DEFAULT_PAPER_SIZE,
+                               DEFAULT_PPI, DEFAULT_QUALITY, MAX_OFFSET_PX, NAME_MAX_CHARS,
+                               PPI_RANGE, QUALITY_RANGE, SKIP_MAX_VALUES, Crop, as_bool, as_int,
                                check_extend_corners, check_range, check_skip, clean_name,
                                collapse_name, extend_corners_limit, parse_crop, skip_indices)
 
@@ -125,8 +126,8 @@ class Options(BaseModel):
 class SheetOptions(Options):
     """How `generate_sheets` lays cards out (spec §5.5, §7)."""
 
-    paper_size: PaperSize = "letter"
-    card_size: CardSize = "standard"
+    paper_size: PaperSize = DEFAULT_PAPER_SIZE
+    card_size: CardSize = DEFAULT_CARD_SIZE
     only_fronts: Annotated[bool, _before(as_bool, "only_fronts")] = Field(
         False, description="front pages only, no back pages")
     crop: Annotated[str | None, _before(_crop_text)] = Field(
@@ -135,8 +136,8 @@ class SheetOptions(Options):
     extend_corners: ExtendCorners = Field(
         0, description="px (300 ppi) to replace at the card edges; at most "
                        "(shorter card side - 1) / 2")
-    ppi: Ppi = Field(300, description="image resolution target")
-    quality: Quality = Field(100, description="100 = lossless; lower = JPEG")
+    ppi: Ppi = Field(DEFAULT_PPI, description="image resolution target")
+    quality: Quality = Field(DEFAULT_QUALITY, description="100 = lossless; lower = JPEG")
     skip: Annotated[tuple[Annotated[int, Field(ge=0)], ...],
                     _before(skip_indices)] = Field(
         (), max_length=SKIP_MAX_VALUES, description="card slots to leave empty (0 = top left)")
@@ -206,5 +207,5 @@ class OffsetOptions(Options):
 class CalibrationOptions(Options):
     """Which paper `calibration_sheet` draws on (spec §9)."""
 
-    paper_size: PaperSize = "letter"
+    paper_size: PaperSize = DEFAULT_PAPER_SIZE
 

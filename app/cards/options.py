@@ -18,6 +18,13 @@ from natsort import natsort_keygen
 from app.cards.errors import CardError
 from app.cards.layouts import CARD_SIZES
 
+# Defaults, as the original's; the option models and the command lines take them from here
+# (a command line can show them without loading pydantic).
+DEFAULT_PAPER_SIZE = "letter"
+DEFAULT_CARD_SIZE = "standard"
+DEFAULT_PPI = 300
+DEFAULT_QUALITY = 100
+
 PPI_RANGE = (72, 1200)
 QUALITY_RANGE = (0, 100)          # 100 = lossless; below it, JPEG at that quality
 MAX_OFFSET_PX = 600               # 2 in: anything larger is a typo, not a printer

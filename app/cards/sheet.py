@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from app.cards.errors import CardError
 from app.cards.images import Demand, PreparedImage, Spool, prepare_image
 from app.cards.inputs import CardFiles, collect
-from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper, get_layout
+from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper
 from app.cards.options import Crop, as_int
 from app.cards.pdf import Content, SheetWriter, text_width
 from app.cards.placement import Slot, card_draws, rect_pt
