@@ -26,7 +26,6 @@ bp = Blueprint("metrics", __name__)
 REGISTRY_KEY = "scm.metrics_registry"
 WORKER_STATES = ("STARTING", "RUNNING", "BACKOFF", "STOPPING", "STOPPED", "FAILED")
 RESTART_REASONS = ("crash", "hang", "memory", "manual")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 # Sheet jobs take seconds to minutes; the buckets span a calibration page to a 600-card run.
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 

@@ -40,7 +40,7 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -49,11 +49,8 @@ from sqlalchemy.engine import Engine
 
 from app.db import as_url, engine_for
 from app.db.schema import jobs
+from app.jobs.names import FINISHED, JOB_KINDS, JOB_MODES
 
-STATUSES = ("queued", "running", "succeeded", "failed")
-FINISHED = ("succeeded", "failed")
-KINDS = ("sheets", "offset", "calibration")
-MODES = ("celery", "threads")
 _CHUNK = 500  # ids per IN (...) list
 _CLAIM_ROUNDS = 3  # a job that keeps changing under a claim is reported busy
 
@@ -87,11 +84,6 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.pop("lease")
-        return data
 
 
 @dataclass(frozen=True)
@@ -165,7 +157,7 @@ class JobStore:
     # --- creation and reads ------------------------------------------------------
     def create(self, *, owner: str, kind: str, params: dict, queue: str,
                job_id: str | None = None, message: str = "queued") -> Job:
-        if kind not in KINDS:
+        if kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
         job = Job(id=job_id or new_job_id(), owner=owner, kind=kind, params=dict(params),
                   queue=queue, message=message, created_at=time.time())
@@ -218,7 +210,7 @@ class JobStore:
         """Record where a job is being sent, before it is sent (the journal entry for
         threads). Only a queued job changes; False means it is running or finished and
         must not be sent anywhere."""
-        if mode not in MODES:
+        if mode not in JOB_MODES:
             raise ValueError(f"unknown mode {mode!r}")
         return self._write(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued")
                            .values(mode=mode, task_id=sa.func.coalesce(task_id, jobs.c.task_id),

@@ -12,6 +12,7 @@ from flask_jwt_extended import create_access_token
 
 from app import create_app
 from app.jobs import services
+from app.runtime import runtime_of
 from tests.conftest import make_settings
 from tests.conftest import wait_for
 from tests.jobs.conftest import png_bytes
@@ -59,10 +60,7 @@ class Api:
         return wait_for(finished, timeout, message=f"job {job_id}")
 
     def close(self):
-        from app.jobs import close_services
-        from app.supervisor import manager_handle
-        manager_handle(self.app).close()
-        close_services(self.app, wait=10)
+        runtime_of(self.app).close(wait=10)
 
 
 @pytest.fixture
@@ -364,10 +362,8 @@ def test_purge_fails_the_purged_jobs_so_the_reconciler_does_not_resend_them(
     import redis
 
     from app.jobs.reconciler import Reconciler
-    from app.supervisor import host_manager
-
     api = make_api(CELERY_BROKER_URL=redis_server.url, START_CELERY_WORKER="false")
-    assert host_manager(api.app, takeover=False)
+    assert runtime_of(api.app).host_manager(takeover=False)
     jobs = services(api.app)
     jobs.dispatcher.worker_available = lambda queue: True  # workers stopped: nobody consumes
     purged_ids = [submit(api, "/api/jobs/sheets", sheet_form(1)) for _ in range(2)]

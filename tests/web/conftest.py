@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from app.runtime import runtime_of
 from tests.conftest import make_settings
 
 ADMIN = ("admin", "admin-password-1")
@@ -29,9 +30,8 @@ def make_app(tmp_path):
         return app
 
     yield build
-    from app.supervisor import manager_handle
     for app in created:
-        manager_handle(app).close()
+        runtime_of(app).close()
 
 
 @pytest.fixture
