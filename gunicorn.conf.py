@@ -42,6 +42,8 @@ keepalive = 5
 # Uploads stream through; large bodies are limited by Flask (MAX_UPLOAD_MB).
 limit_request_line = 8190
 forwarded_allow_ips = "127.0.0.1"
+# Everything gunicorn creates (worker heartbeat files, a Unix socket) is private.
+umask = 0o077
 proc_name = "silhouette-card-maker"
 # gunicorn's runtime control socket defaults to one per-user path shared by every gunicorn
 # on the machine; this app is steered through its own API, so it stays off.

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                                 x_proto=settings.TRUSTED_PROXIES)
 
     # Each package wires itself; none of these starts anything.
-    from app import errors, extensions, metrics, openapi
+    from app import errors, extensions, metrics, openapi, security_headers
     from app.auth import init_app as init_auth
     from app.cli.cards import cards_cli
     from app.jobs import init_app as init_jobs
@@ -79,4 +79,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.init_app(app)
     init_web(app)
     app.cli.add_command(cards_cli)
+    security_headers.init_app(app)  # last: wraps every other layer
     return app

@@ -19,6 +19,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
+from app.strength import password_problem, secret_problem
+
 KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
 # A placeholder people copy from examples; never accepted in production.
 DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
@@ -48,7 +50,13 @@ class Settings(BaseSettings):
     JWT_REFRESH_TOKEN_DAYS: int = Field(14, ge=1, le=365)
     ADMIN_USERNAME: str | None = None
     ADMIN_PASSWORD: str | None = None
+    # Failed logins per client address and per account name. Past either, an attempt is
+    # checked only after LOGIN_THROTTLE_DELAY s (a right password still gets in; a wrong
+    # one gets 429), at most LOGIN_THROTTLE_CONCURRENCY such checks at once per process.
     LOGIN_RATE_LIMIT: str = "10 per minute"
+    LOGIN_ACCOUNT_RATE_LIMIT: str = "10 per minute"
+    LOGIN_THROTTLE_DELAY: float = Field(1.0, ge=0, le=30)
+    LOGIN_THROTTLE_CONCURRENCY: int = Field(2, ge=1, le=64)
     # How many reverse proxies in front set X-Forwarded-For; 0 trusts no header.
     TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
     RATELIMIT_STORAGE_URI: str = "memory://"
@@ -118,6 +126,13 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", mode="after")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        from limits import parse
+        parse(value)  # ValueError names the bad string
+        return value
+
     @field_validator("INSTANCE_PATH", mode="after")
     @classmethod
     def _absolute_instance(cls, value: Path) -> Path:
@@ -125,15 +140,28 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self):
-        if self.APP_ENV == "production":
-            secret = self.JWT_SECRET_KEY or ""
-            if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_PRODUCTION_SECRET_LENGTH \
-                    or len(set(secret)) < 8:
-                raise ValueError(
-                    "JWT_SECRET_KEY must be set to a random value of at least "
-                    f"{MIN_PRODUCTION_SECRET_LENGTH} characters when APP_ENV=production "
-                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-                )
+        if self.APP_ENV != "production":
+            return self
+        secret = self.JWT_SECRET_KEY or ""
+        problem = None
+        if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+            problem = f"shorter than {MIN_PRODUCTION_SECRET_LENGTH} characters or a default"
+        else:
+            problem = secret_problem(secret)
+        if problem:
+            raise ValueError(
+                f"JWT_SECRET_KEY is too weak for APP_ENV=production ({problem}); use a random "
+                f"value of at least {MIN_PRODUCTION_SECRET_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+        return self
+
+    @model_validator(mode="after")
+    def _production_needs_strong_admin_password(self):
+        if self.APP_ENV != "production" or not self.ADMIN_PASSWORD:
+            return self
+        problem = password_problem(self.ADMIN_PASSWORD, self.ADMIN_USERNAME)
+        if problem:
+            raise ValueError(f"ADMIN_PASSWORD is too weak for APP_ENV=production: {problem}")
         return self
 
     # --- derived values ---------------------------------------------------
@@ -240,6 +268,10 @@ class Settings(BaseSettings):
         return None
 
     def ensure_dirs(self) -> None:
+        """Make the instance folders, private to this user, and make everything this
+        process and its children (gunicorn, Celery workers, redis-server) create from
+        now on private too: umask 077 covers files no code path gives a mode."""
+        os.umask(0o077)
         for path in (self.INSTANCE_PATH, self.run_dir, self.outputs_dir,
                      self.uploads_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
