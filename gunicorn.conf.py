@@ -31,6 +31,14 @@ _PARENT_PID = os.environ.get("SCM_PARENT_PID")
 wsgi_app = "app:create_app()"
 _host = _settings.HOST
 bind = [f"[{_host}]:{_settings.PORT}" if ":" in _host else f"{_host}:{_settings.PORT}"]
+# Behind start_with_celery.py's slow-client front (app/front): a private Unix socket, and
+# the client's address from the front's PROXY protocol line. gthread threads then only
+# ever receive complete requests, so a slow client cannot hold one.
+_FRONT_UPSTREAM = os.environ.get("SCM_FRONT_UPSTREAM")
+if _FRONT_UPSTREAM:
+    bind = [f"unix:{_FRONT_UPSTREAM}"]
+    proxy_protocol = "v1"
+    proxy_allow_ips = "127.0.0.1,::1"  # TCP peers only; the Unix socket is always allowed
 workers = _settings.GUNICORN_WORKERS
 worker_class = "gthread"
 threads = _settings.GUNICORN_THREADS

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
+from app.front import FrontProcess, front_enabled  # noqa: E402  (hardening, issue 12)
 from app.settings import load_settings_or_exit, with_workers_by_default  # noqa: E402
 from app.supervisor import host_manager, manager_handle  # noqa: E402
 
@@ -63,6 +64,7 @@ def main() -> int:
     app = create_app(settings)
     handle = manager_handle(app)
     gunicorn: subprocess.Popen | None = None
+    front: FrontProcess | None = None  # hardening (issue 12)
     code = 0
     try:
         # The manager runs here either way (embedded Redis, status, restarts by API);
@@ -72,7 +74,15 @@ def main() -> int:
                         settings.INSTANCE_PATH)
         if stop.is_set():
             return 0
-        gunicorn = subprocess.Popen(gunicorn_command(), env=gunicorn_env(settings))
+        # --- hardening (issue 12): the slow-client front listens on HOST:PORT, gunicorn
+        # behind it on a private socket (app/front). Keep when restructuring into serve().
+        env = gunicorn_env(settings)
+        if front_enabled(settings):
+            front = FrontProcess(settings, env)
+            env = front.env
+            front.start()
+        # --- end hardening
+        gunicorn = subprocess.Popen(gunicorn_command(), env=env)
         # SIGHUP: gunicorn reloads its workers gracefully (new code, same Celery workers).
         signal.signal(signal.SIGHUP, lambda *_: gunicorn.send_signal(signal.SIGHUP))
         log.info("gunicorn (pid %d) serving http://%s:%d", gunicorn.pid, settings.HOST,
@@ -82,7 +92,13 @@ def main() -> int:
                 log.error("gunicorn exited with code %s; stopping", gunicorn.returncode)
                 code = 1
                 break
+            if front is not None and front.poll() is not None:  # hardening (issue 12)
+                log.error("the HTTP front exited with code %s; stopping", front.poll())
+                code = 1
+                break
     finally:
+        if front is not None:  # hardening (issue 12): stop accepting first
+            front.stop(timeout=settings.GUNICORN_TIMEOUT + 5)
         _stop_gunicorn(gunicorn, timeout=max(30, settings.CELERY_STOP_TIMEOUT + 20))
         handle.close()
         log.info("stopped")

@@ -103,6 +103,17 @@ class Settings(BaseSettings):
     GUNICORN_THREADS: int = Field(8, ge=1, le=256)
     GUNICORN_TIMEOUT: int = Field(120, ge=5, le=3600)
 
+    # --- HTTP front: slow clients (app/front; used by start_with_celery.py) ----
+    # auto: on unless TRUSTED_PROXIES > 0 (then the proxy, e.g. deploy/nginx.conf, does it).
+    HTTP_FRONT: Literal["auto", "on", "off"] = "auto"
+    FRONT_KEEPALIVE_TIMEOUT: float = Field(5.0, gt=0, le=300)
+    FRONT_HEADER_TIMEOUT: float = Field(10.0, gt=0, le=300)
+    FRONT_BODY_TIMEOUT: float = Field(30.0, gt=0, le=3600)
+    FRONT_BODY_MIN_RATE_KB: int = Field(32, ge=1, le=1024 * 1024)
+    FRONT_SEND_TIMEOUT: float = Field(60.0, gt=0, le=3600)
+    FRONT_MAX_CONNECTIONS_PER_ADDRESS: int = Field(32, ge=1, le=100_000)
+    FRONT_MAX_CONNECTIONS: int = Field(1024, ge=1, le=100_000)
+
     @field_validator("CELERY_QUEUES", mode="before")
     @classmethod
     def _split_queues(cls, value):
