@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     MAX_UPLOAD_FILES: int = Field(600, ge=1, le=10_000)
     OUTPUT_RETENTION_HOURS: float = Field(24.0, gt=0)
 
+    # --- fair use (app/jobs/fair_use.py) -------------------------------------
+    JOB_SUBMIT_RATE_LIMIT: str = "60 per minute"            # per user
+    JOB_MAX_ACTIVE_PER_USER: int = Field(50, ge=1, le=100_000)  # queued + running
+    # Dispatched at once per user (unset: 2 x CELERY_CONCURRENCY); the rest wait in the
+    # store, released in turns between users.
+    JOB_IN_FLIGHT_PER_USER: int | None = Field(None, ge=1, le=1000)
+
     # --- Celery workers and their supervisor ---------------------------------
     START_CELERY_WORKER: bool = False
     CELERY_CONCURRENCY: int = Field(3, ge=1, le=64)
@@ -137,7 +144,8 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", mode="after")
+    @field_validator("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "JOB_SUBMIT_RATE_LIMIT",
+                     mode="after")
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
         from limits import parse
@@ -183,6 +191,10 @@ class Settings(BaseSettings):
         for name in self.CELERY_QUEUES:
             weights[name] = weights.get(name, 0) + 1
         return weights
+
+    @property
+    def job_in_flight_per_user(self) -> int:
+        return self.JOB_IN_FLIGHT_PER_USER or 2 * self.CELERY_CONCURRENCY
 
     @property
     def soft_time_limit(self) -> int:

@@ -18,6 +18,7 @@ from werkzeug.utils import secure_filename
 from app.celery_config import QUEUE_FOR_KIND
 from app.errors import APIError
 from app.jobs import services
+from app.jobs.fair_use import fair_use_checked  # fair use (issue 12)
 from app.jobs.store import STATUSES, Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
 from app.jobs.validation import (bad, calibration_params, integer, offset_params,
@@ -96,6 +97,7 @@ def _settings():
 # --- submission -----------------------------------------------------------------------------
 @bp.post("/sheets")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_sheets():
     settings = _settings()
     params = sheet_params(request.form)
@@ -135,6 +137,7 @@ def submit_sheets():
 
 @bp.post("/offset")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_offset():
     settings = _settings()
     params = offset_params(request.form)
@@ -173,6 +176,7 @@ def _source_output(source_id: str) -> Path:
 
 @bp.post("/calibration")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_calibration():
     if request.is_json:
         data = request.get_json(silent=True)
