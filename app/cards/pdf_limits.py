@@ -89,6 +89,11 @@ class RateLimitedForwarder(logging.Handler):
         self.started, self.passed, self.dropped = clock(), 0, 0
         self.guard = threading.Lock()
 
+    def reset(self) -> None:
+        """Start a fresh window (a new burst may pass)."""
+        with self.guard:
+            self.started, self.passed, self.dropped = self.clock(), 0, 0
+
     def emit(self, record: logging.LogRecord) -> None:
         with self.guard:
             now = self.clock()

@@ -125,7 +125,7 @@ def submission_limits(app) -> SubmissionLimits:
     limits = app.extensions.get(LIMITS_KEY)
     if limits is None:
         from app.extensions import limiter
-        from app.jobs import services
+        from app.jobs.job_services import services
 
         shared = limiter(app)
         limits = app.extensions.setdefault(LIMITS_KEY, SubmissionLimits(
