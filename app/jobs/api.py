@@ -22,6 +22,7 @@ from app.jobs.engine import OffsetJobParams, SheetJobParams
 from app.jobs.job_services import ServicesProvider, provide_services, services
 from app.jobs.names import JOB_STATUSES
 from app.jobs.store import Job, new_job_id
+from app.jobs.fair_use import fair_use_checked  # fair use (issue 12)
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
 from app.jobs.validation import (bad, calibration_params, integer, offset_params,
                                  sheet_params, text_field)
@@ -106,6 +107,7 @@ def _settings():
 # --- submission -----------------------------------------------------------------------------
 @bp.post("/sheets")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_sheets():
     settings = _settings()
     params = sheet_params(request.form)
@@ -146,6 +148,7 @@ def submit_sheets():
 
 @bp.post("/offset")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_offset():
     settings = _settings()
     params = offset_params(request.form)
@@ -193,6 +196,7 @@ def _output_file(job: Job) -> Path | None:
 
 @bp.post("/calibration")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_calibration():
     if request.is_json:
         data = request.get_json(silent=True)
