@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-from app.runtime import Entry, GunicornChild, hosting_for, runtime_of, serve  # noqa: E402
+from app.front import http_child  # noqa: E402  (issue 12: the slow-client front)
+from app.runtime import Entry, hosting_for, runtime_of, serve  # noqa: E402
 from app.sdnotify import Notifier, ServiceNotifier  # noqa: E402  [deploy]
 from app.settings import load_settings_or_exit, with_workers_by_default  # noqa: E402
 
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     # is not inherited by the children we exec).
     signal.signal(signal.SIGHUP, lambda *_: None)
     app = create_app(settings)
-    http = None if args.no_web else GunicornChild(
+    # issue 12: gunicorn behind the slow-client front unless a proxy does that job.
+    http = None if args.no_web else http_child(
         settings, gunicorn_config(), pythonpath=ROOT)
     # [deploy] systemd: READY once HTTP serves and the workers run, STATUS=, STOPPING=,
     # and WATCHDOG=1 from the manager's own loop.

@@ -14,7 +14,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import errors, extensions, metrics, openapi
+from app import errors, extensions, metrics, openapi, security_headers
 from app.auth import init_app as init_auth
 from app.cli.cards import cards_cli
 from app.db.cli import db_cli
@@ -86,4 +86,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_web(app)
     app.cli.add_command(cards_cli)
     app.cli.add_command(db_cli)
+    security_headers.init_app(app)  # last: wraps every other layer (issue 12)
     return app

@@ -143,9 +143,19 @@ def registry(app: Flask) -> CollectorRegistry:
     return app.extensions[REGISTRY_KEY]
 
 
+def metrics_disabled(settings) -> bool:
+    """Production serves metrics only with METRICS_TOKEN: worker names, queue depths and
+    job counts are reconnaissance for an attacker."""
+    return settings.APP_ENV == "production" and not settings.METRICS_TOKEN
+
+
 @bp.get("/metrics")
 def metrics():
-    token = current_app.config["SETTINGS"].METRICS_TOKEN
+    settings = current_app.config["SETTINGS"]
+    if metrics_disabled(settings):
+        return error_response(404, "metrics_disabled",
+                              "metrics are off in production until METRICS_TOKEN is set")
+    token = settings.METRICS_TOKEN
     if token:
         header = request.headers.get("Authorization", "")
         given = header[7:] if header[:7].lower() == "bearer " else ""
@@ -162,3 +172,5 @@ def init_app(app: Flask) -> None:
     ProcessCollector(registry=reg)  # this HTTP process's own CPU, memory and fds
     app.extensions[REGISTRY_KEY] = reg
     app.register_blueprint(bp)
+    if metrics_disabled(app.config["SETTINGS"]):
+        log.info("/metrics is off: APP_ENV=production and no METRICS_TOKEN")

@@ -12,8 +12,9 @@ from flask.cli import AppGroup
 from app.cards.calibration import calibration_sheet
 from app.cards.errors import CardError
 from app.cards.layouts import CARD_SIZES, PAPERS, supported_layouts
+from app.cards.models import CalibrationOptions, OffsetOptions, SheetOptions
 from app.cards.offset import offset_pdf
-from app.cards.options import PPI_RANGE, CalibrationOptions, OffsetOptions, SheetOptions
+from app.cards.options import PPI_RANGE
 from app.cards.sheet import generate_sheets
 
 DEFAULT_MAX_PIXELS = 50_000_000

@@ -109,10 +109,15 @@ class Reconciler:
             now = time.time()
             report = {
                 "stale": self._resend_stale(now - self.stale_after),
-                "unpublished": [self._resend(job) for job in
-                                self.store.unpublished(stale_before=now - self.stale_after)],
+                "unpublished": [job.id for job in
+                                self.store.unpublished(stale_before=now - self.stale_after)
+                                if self._resend(job)],
                 "lost": self._resend_lost(now - self.lost_after),
             }
+            released = self.dispatcher.release_held()  # fair use (issue 12)
+        if released:
+            log.info("released %d held job(s) as their users' earlier jobs finished",
+                     len(released))
         if now - self._last_cleanup >= self.cleanup_interval:
             self._last_cleanup = now
             try:
@@ -123,8 +128,10 @@ class Reconciler:
             log.warning("reconciler re-dispatched jobs: %s", report)
         return report
 
-    def _resend(self, job: Job) -> str:
+    def _resend(self, job: Job) -> str | None:
         mode = self.dispatcher.submit(job.id)
+        if mode == "held":
+            return None  # fair use (issue 12): it waits for a slot of its user
         log.info("re-dispatched job %s to %s", job.id, mode)
         return job.id
 
