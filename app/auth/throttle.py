@@ -92,4 +92,4 @@ class LoginThrottle:
 
     @property
     def retry_after(self) -> int:
-        return max(1, int(round(self.policy.delay)))
+        return max(1, round(self.policy.delay))

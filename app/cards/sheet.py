@@ -70,7 +70,7 @@ def plan_pages(layout: Layout, singles: list[str], doubles: list[str], *,
     for group, double in ((singles, False), (doubles, True)):
         for start in range(0, len(group), len(free)):
             sheet += 1
-            chunk = list(zip(free, group[start:start + len(free)]))
+            chunk = list(zip(free, group[start:start + len(free)], strict=False))  # last one short
             pages.append(PagePlan(FRONT, sheet, [
                 Placement(slot, CardRef("front", rel), False, True) for slot, rel in chunk]))
             if only_fronts:
@@ -260,7 +260,7 @@ def _aspect_warnings(pages, images, layout: Layout, crop: Crop | None) -> list[s
     warnings = [text for text in seen.values() if text]
     if len(warnings) > MAX_ASPECT_WARNINGS:
         extra = len(warnings) - MAX_ASPECT_WARNINGS
-        warnings = warnings[:MAX_ASPECT_WARNINGS] + [f"... and {extra} more images are stretched to fit"]
+        warnings = [*warnings[:MAX_ASPECT_WARNINGS], f"... and {extra} more images are stretched to fit"]
     return warnings
 
 
