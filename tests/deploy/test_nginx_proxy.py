@@ -56,6 +56,7 @@ def stack(tmp_path_factory):
     port = free_port()
     env = base_env(folder / "instance", port, REDIS_URL=redis.url, START_CELERY_WORKER="true",
                    TRUSTED_PROXIES="1", LOGIN_RATE_LIMIT=f"{LOGIN_LIMIT} per minute",
+                   LOGIN_ACCOUNT_RATE_LIMIT="100 per minute",  # only the address limit here
                    CELERY_QUEUES="pdf_generation", CELERY_CONCURRENCY="2")
     server = Server([sys.executable, str(ROOT / "start_with_celery.py")], env,
                     folder / "server.log")
@@ -145,9 +146,13 @@ def test_login_limit_keys_on_the_real_client_address(stack):
     # A forged X-Forwarded-For per attempt does not buy more attempts: nginx sends the
     # peer address alone and TRUSTED_PROXIES=1 takes that one.
     assert statuses[:LOGIN_LIMIT] == [401] * LOGIN_LIMIT, statuses
-    status, body = _login_from(proxy, "127.0.0.2", ADMIN[1])
+    # Past the limit a wrong password is refused with 429 (the right one would still get
+    # in after the throttle delay).
+    status, body = _login_from(proxy, "127.0.0.2", "wrong-password", spoof="198.51.100.99")
     assert status == 429 and body["error"]["code"], body
     # Another client is not limited by the first one's failures.
+    status, body = _login_from(proxy, "127.0.0.3", "wrong-password")
+    assert status == 401, body
     status, body = _login_from(proxy, "127.0.0.3", ADMIN[1])
     assert status == 200 and body["access_token"]
     assert "127.0.0.2 " in proxy.access_log() and "127.0.0.3 " in proxy.access_log()
