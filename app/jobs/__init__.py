@@ -81,8 +81,8 @@ def _build(app: "Flask") -> JobServices:
     fallback = ThreadFallback(settings, store)
     monitor = None
     if settings.broker_url:
-        from app.supervisor.broker import BrokerMonitor
-        monitor = BrokerMonitor(settings.broker_url, timeout=0.5)
+        from app.broker import monitor_for
+        monitor = monitor_for(settings.broker_url)
     dispatcher = Dispatcher(settings, store, fallback, broker_monitor=monitor,
                             worker_available=_worker_available(app))
     return JobServices(store=store, dispatcher=dispatcher, fallback=fallback,
