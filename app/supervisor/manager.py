@@ -89,9 +89,9 @@ class CeleryWorkerManager:
     def open(self) -> "CeleryWorkerManager":
         """Start the manager thread; embedded Redis; the workers when START_CELERY_WORKER."""
         self.settings.ensure_dirs()
+        self._loop.start()    # raises when already open
         self._opened_at = time.monotonic()
         self._hooks = HookThread()
-        self._loop.start()
         self.fleet.selector = self._loop.selector
         if self._choice.threads_reason:
             log.warning("Celery workers disabled, jobs run in threads: %s",

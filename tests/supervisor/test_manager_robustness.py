@@ -1,4 +1,5 @@
-"""Fixes from the supervisor review: lock-free reads, stale Redis, shutdown, stuck consumers..."""
+"""Manager robustness: lock-free reads while booting, stale processes of a previous boot,
+no respawn during shutdown, spawn errors, broker clients, stuck consumers, busy admin calls."""
 from __future__ import annotations
 
 import os
