@@ -224,7 +224,7 @@ class Fleet:
             if slot.state == BACKOFF and now >= (slot.backoff_until or 0):
                 self._end_backoff(slot)
             elif slot.state == FAILED and slot.retry_at is not None and now >= slot.retry_at:
-                if self.wanted and not self.shutting_down:
+                if not self.shutting_down and (slot.kind == "redis" or self.wanted):
                     log.warning("%s: FAILED cool-down over, trying again", slot.name)
                     self.spawn(slot, f"retry after failure {slot.failures}")
             elif slot.state == STOPPING and slot.alive and slot.stop_deadline is not None \
