@@ -150,7 +150,10 @@ def _grow(rect, inner: str, hair: float) -> tuple[float, float, float, float]:
     return rect[0] - l, rect[1] - t, rect[2] + r, rect[3] + b
 
 
-def rect_pt(rect: tuple[float, float, float, float], page_height_pt: float) -> tuple[float, float, float, float]:
+Rect = tuple[float, float, float, float]
+
+
+def rect_pt(rect: Rect, page_height_pt: float) -> Rect:
     """(x0, y0, x1, y1) px with top-left origin -> (x, y, w, h) pt with bottom-left origin."""
     x0, y0, x1, y1 = rect
     return (x0 * PT_PER_PX, page_height_pt - y1 * PT_PER_PX,
