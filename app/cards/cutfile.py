@@ -46,7 +46,7 @@ def mark_outlines(layout: Layout) -> list[list[tuple[float, float]]]:
     marks = [_mm(rect) for rect in layout.paper.marks]
     square, *bars = marks
     outlines = [_corners(square)]
-    for h_bar, v_bar in zip(bars[0::2], bars[1::2]):
+    for h_bar, v_bar in zip(bars[0::2], bars[1::2], strict=True):
         outlines.append(_l_outline(h_bar, v_bar))
     return outlines
 
@@ -139,7 +139,8 @@ def _svg(layout: Layout, radius: float) -> bytes:
 <svg xmlns="http://www.w3.org/2000/svg" xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape"
      width="{_num(width)}mm" height="{_num(height)}mm" viewBox="0 0 {_num(width)} {_num(height)}">
   <title>{layout.template}: cut lines, {layout.paper.name} / {layout.card_size}, mm</title>
-  <g id="{MARKS_LAYER}" {layer} inkscape:label="{MARKS_LAYER}" fill="none" stroke="#0000ff" stroke-width="0.1">
+  <g id="{MARKS_LAYER}" {layer} inkscape:label="{MARKS_LAYER}" fill="none" stroke="#0000ff"
+     stroke-width="0.1">
 {marks}
   </g>
   <g id="{CUT_LAYER}" {layer} inkscape:label="{CUT_LAYER}" fill="none" stroke="#ff0000" stroke-width="0.1">

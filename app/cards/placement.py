@@ -103,7 +103,8 @@ def card_draws(image: PreparedImage, edges: Edges, slot: Slot, *, page_height_pt
 
     pieces: list[ImagePiece | FillPiece] = []
     for colour, xs, ys, inner in zip(edges.corners, (outer_l, outer_r, outer_l, outer_r),
-                                     (outer_t, outer_t, outer_b, outer_b), ("rb", "lb", "rt", "lt")):
+                                     (outer_t, outer_t, outer_b, outer_b), ("rb", "lb", "rt", "lt"),
+                                     strict=True):
         if xs[1] > xs[0] and ys[1] > ys[0]:
             rect = _grow((xs[0], ys[0], xs[1], ys[1]), inner, FILL_HAIR_PX)
             pieces.append(FillPiece(colour, rect_pt(rect, page_height_pt)))
@@ -146,8 +147,8 @@ def _unit_to_pixels(strip: Strip) -> Matrix:
 def _grow(rect, inner: str, hair: float) -> tuple[float, float, float, float]:
     """Sides named in `inner` face a piece drawn later and reach under it, so no renderer
     shows a seam; the others pull in by `hair`, so none rounds them outwards by a pixel."""
-    l, t, r, b = (UNDERLAP_PX if side in inner else -hair for side in "ltrb")
-    return rect[0] - l, rect[1] - t, rect[2] + r, rect[3] + b
+    left, top, right, bottom = (UNDERLAP_PX if side in inner else -hair for side in "ltrb")
+    return rect[0] - left, rect[1] - top, rect[2] + right, rect[3] + bottom
 
 
 Rect = tuple[float, float, float, float]

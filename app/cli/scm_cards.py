@@ -54,7 +54,8 @@ def _warn(warnings: list[str]) -> None:
         click.echo(f"warning: {text}", err=True)
 
 
-paper_option = click.option("--paper-size", default="letter", show_default=True, type=click.Choice(list(PAPERS)))
+paper_option = click.option("--paper-size", default="letter", show_default=True,
+                            type=click.Choice(list(PAPERS)))
 card_option = click.option("--card-size", default="standard", show_default=True,
                            type=click.Choice(list(CARD_SIZES)))
 output_option = click.option("--output", required=True, type=click.Path(), help="File to write.")
@@ -62,17 +63,22 @@ output_option = click.option("--output", required=True, type=click.Path(), help=
 
 def _generate(max_pixels: Callable[[], int]) -> click.Command:
     @click.command("generate", cls=Command)
-    @click.option("--front-dir", required=True, type=click.Path(), help="Folder of card fronts (searched recursively).")
+    @click.option("--front-dir", required=True, type=click.Path(),
+                  help="Folder of card fronts (searched recursively).")
     @click.option("--back-dir", type=click.Path(), help="Folder with the common back image.")
-    @click.option("--back-file", type=click.Path(), help="Which image of --back-dir is the back, if it holds several.")
-    @click.option("--double-sided-dir", type=click.Path(), help="Backs of double-sided cards, named like their fronts.")
+    @click.option("--back-file", type=click.Path(),
+                  help="Which image of --back-dir is the back, if it holds several.")
+    @click.option("--double-sided-dir", type=click.Path(),
+                  help="Backs of double-sided cards, named like their fronts.")
     @output_option
     @card_option
     @paper_option
     @click.option("--only-fronts", is_flag=True, help="Front pages only, no back pages.")
     @click.option("--crop", help="Border to remove: percent (6.5), millimetres (3mm) or inches (0.125in).")
-    @click.option("--extend-corners", default=0, show_default=True, type=int, help="Px to replace at the card edges.")
-    @click.option("--ppi", default=300, show_default=True, type=int, help="Image resolution target (72-1200).")
+    @click.option("--extend-corners", default=0, show_default=True, type=int,
+                  help="Px to replace at the card edges.")
+    @click.option("--ppi", default=300, show_default=True, type=int,
+                  help="Image resolution target (72-1200).")
     @click.option("--quality", default=100, show_default=True, type=int, help="100 = lossless; lower = JPEG.")
     @click.option("--skip", type=int, multiple=True, help="Slot index to leave empty (repeatable).")
     @click.option("--name", help="Name printed in the sheet label.")
@@ -81,7 +87,8 @@ def _generate(max_pixels: Callable[[], int]) -> click.Command:
         from app.cards.sheet import generate_sheets
         result = _card_errors(lambda: generate_sheets(**options, max_image_pixels=max_pixels()))
         _warn(result.warnings)
-        click.echo(f"Wrote {result.output}: {result.pages} pages, {result.sheets} sheets, {result.cards} cards")
+        click.echo(f"Wrote {result.output}: {result.pages} pages, {result.sheets} sheets, "
+                   f"{result.cards} cards")
     return generate_command
 
 
@@ -89,8 +96,10 @@ def _offset() -> click.Command:
     @click.command("offset", cls=Command)
     @click.argument("input_pdf", metavar="IN.pdf", type=click.Path())
     @output_option
-    @click.option("-x", "x", default=0, show_default=True, type=int, help="Px (300 ppi) to move back pages right.")
-    @click.option("-y", "y", default=0, show_default=True, type=int, help="Px (300 ppi) to move back pages down.")
+    @click.option("-x", "x", default=0, show_default=True, type=int,
+                  help="Px (300 ppi) to move back pages right.")
+    @click.option("-y", "y", default=0, show_default=True, type=int,
+                  help="Px (300 ppi) to move back pages down.")
     def offset_command(input_pdf, output, x, y):
         """Shift the back pages of a sheet PDF."""
         from app.cards.offset import offset_pdf
@@ -142,7 +151,7 @@ def _layouts() -> click.Command:
         ]
         widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
         for row in (header, *rows):
-            click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return layouts_command
 
 def make_commands(max_pixels: Callable[[], int] = lambda: DEFAULT_MAX_PIXELS) -> list[click.Command]:
