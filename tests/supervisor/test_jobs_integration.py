@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from app.cards.options import CalibrationOptions
+from app.jobs import engine
 from tests.conftest import wait_for
 from tests.supervisor.conftest import all_running, worker
 
@@ -56,9 +58,12 @@ class JobSystem:
         return job, self.dispatcher.submit(job)
 
     def count_fallback_completions(self, monkeypatch) -> list[str]:
-        """Job ids the thread fallback ran to completion (the run that recorded it)."""
+        """Job ids the thread fallback ran to completion (the run that recorded it). The
+        fallback runs in this process, so it gets the workers' test options too."""
         from app.jobs import runner
         done: list[str] = []
+        monkeypatch.setitem(engine.KINDS, "calibration",
+                            engine.JobKind(_SlowCalibration, _slow_calibration))
         real = runner.run_job
 
         def recording(*args, **kwargs):
@@ -85,6 +90,20 @@ class JobSystem:
         path = self.settings.INSTANCE_PATH / "completions.log"
         return [line.split()[0] for line in path.read_text().splitlines()] \
             if path.exists() else []
+
+
+class _SlowCalibration(CalibrationOptions):
+    test_slow_seconds: float = 0
+    test_transient_failures: int = 0
+
+
+_REAL_CALIBRATION = engine.KINDS["calibration"]
+
+
+def _slow_calibration(inputs, params, output, progress, settings):
+    """What tests.jobs.faulty_celery_app does in the workers, minus the fault injection."""
+    time.sleep(params.test_slow_seconds)
+    return _REAL_CALIBRATION.make(inputs, params, output, progress, settings)
 
 
 def valid_pdf(path) -> bool:
