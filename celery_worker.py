@@ -44,9 +44,10 @@ def parse_args(argv: list[str], settings) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     settings = load_settings_or_exit()
-    args = parse_args(argv, settings)
+    # [deploy] None: the console script's own command line.
+    args = parse_args(sys.argv[1:] if argv is None else argv, settings)
     broker = settings.broker_url
     if not broker:
         print("error: no broker configured: set REDIS_URL, REDIS_HOST or CELERY_BROKER_URL",

@@ -12,12 +12,13 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+
+from app.strength import password_problem, secret_problem
 
 KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
 # SQLAlchemy URL schemes the job store runs on (drivers installed by requirements.txt).
@@ -75,7 +76,13 @@ class Settings(BaseSettings):
     JWT_REFRESH_TOKEN_DAYS: int = Field(14, ge=1, le=365)
     ADMIN_USERNAME: str | None = None
     ADMIN_PASSWORD: str | None = None
+    # Failed logins per client address and per account name. Past either, an attempt is
+    # checked only after LOGIN_THROTTLE_DELAY s (a right password still gets in; a wrong
+    # one gets 429), at most LOGIN_THROTTLE_CONCURRENCY such checks at once per process.
     LOGIN_RATE_LIMIT: str = "10 per minute"
+    LOGIN_ACCOUNT_RATE_LIMIT: str = "10 per minute"
+    LOGIN_THROTTLE_DELAY: float = Field(1.0, ge=0, le=30)
+    LOGIN_THROTTLE_CONCURRENCY: int = Field(2, ge=1, le=64)
     # How many reverse proxies in front set X-Forwarded-For; 0 trusts no header.
     TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
     RATELIMIT_STORAGE_URI: str = "memory://"
@@ -94,6 +101,13 @@ class Settings(BaseSettings):
     # uploads/ and outputs/ live here; the only path hosts share (NFS or similar).
     # Unset: the instance folder itself (instance/uploads, instance/outputs).
     STORAGE_DIR: Path | None = None
+
+    # --- fair use (app/jobs/fair_use.py) -------------------------------------
+    JOB_SUBMIT_RATE_LIMIT: str = "60 per minute"            # per user
+    JOB_MAX_ACTIVE_PER_USER: int = Field(50, ge=1, le=100_000)  # queued + running
+    # Dispatched at once per user (unset: 2 x CELERY_CONCURRENCY); the rest wait in the
+    # store, released in turns between users.
+    JOB_IN_FLIGHT_PER_USER: int | None = Field(None, ge=1, le=1000)
 
     # --- Celery workers and their supervisor ---------------------------------
     START_CELERY_WORKER: bool = False
@@ -138,6 +152,17 @@ class Settings(BaseSettings):
     GUNICORN_THREADS: int = Field(8, ge=1, le=256)
     GUNICORN_TIMEOUT: int = Field(120, ge=5, le=3600)
 
+    # --- HTTP front: slow clients (app/front; used by start_with_celery.py) ----
+    # auto: on unless TRUSTED_PROXIES > 0 (then the proxy, e.g. deploy/nginx.conf, does it).
+    HTTP_FRONT: Literal["auto", "on", "off"] = "auto"
+    FRONT_KEEPALIVE_TIMEOUT: float = Field(5.0, gt=0, le=300)
+    FRONT_HEADER_TIMEOUT: float = Field(10.0, gt=0, le=300)
+    FRONT_BODY_TIMEOUT: float = Field(30.0, gt=0, le=3600)
+    FRONT_BODY_MIN_RATE_KB: int = Field(32, ge=1, le=1024 * 1024)
+    FRONT_SEND_TIMEOUT: float = Field(60.0, gt=0, le=3600)
+    FRONT_MAX_CONNECTIONS_PER_ADDRESS: int = Field(32, ge=1, le=100_000)
+    FRONT_MAX_CONNECTIONS: int = Field(1024, ge=1, le=100_000)
+
     @field_validator("CELERY_QUEUES", mode="before")
     @classmethod
     def _split_queues(cls, value):
@@ -150,6 +175,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "JOB_SUBMIT_RATE_LIMIT",
+                     mode="after")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        from limits import parse
+        parse(value)  # ValueError names the bad string
+        return value
 
     @field_validator("INSTANCE_PATH", "STORAGE_DIR", mode="after")
     @classmethod
@@ -170,15 +203,28 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self):
-        if self.APP_ENV == "production":
-            secret = self.JWT_SECRET_KEY or ""
-            if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_PRODUCTION_SECRET_LENGTH \
-                    or len(set(secret)) < 8:
-                raise ValueError(
-                    "JWT_SECRET_KEY must be set to a random value of at least "
-                    f"{MIN_PRODUCTION_SECRET_LENGTH} characters when APP_ENV=production "
-                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-                )
+        if self.APP_ENV != "production":
+            return self
+        secret = self.JWT_SECRET_KEY or ""
+        problem = None
+        if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+            problem = f"shorter than {MIN_PRODUCTION_SECRET_LENGTH} characters or a default"
+        else:
+            problem = secret_problem(secret)
+        if problem:
+            raise ValueError(
+                f"JWT_SECRET_KEY is too weak for APP_ENV=production ({problem}); use a random "
+                f"value of at least {MIN_PRODUCTION_SECRET_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+        return self
+
+    @model_validator(mode="after")
+    def _production_needs_strong_admin_password(self):
+        if self.APP_ENV != "production" or not self.ADMIN_PASSWORD:
+            return self
+        problem = password_problem(self.ADMIN_PASSWORD, self.ADMIN_USERNAME)
+        if problem:
+            raise ValueError(f"ADMIN_PASSWORD is too weak for APP_ENV=production: {problem}")
         return self
 
     # --- derived values ---------------------------------------------------
@@ -186,6 +232,10 @@ class Settings(BaseSettings):
     def queue_weights(self) -> dict[str, int]:
         """Distinct queues in first-seen order, each with its repeat count."""
         return parse_queues(list(self.CELERY_QUEUES))
+
+    @property
+    def job_in_flight_per_user(self) -> int:
+        return self.JOB_IN_FLIGHT_PER_USER or 2 * self.CELERY_CONCURRENCY
 
     @property
     def soft_time_limit(self) -> int:
@@ -302,6 +352,10 @@ class Settings(BaseSettings):
         return None
 
     def ensure_dirs(self) -> None:
+        """Make the instance folders, private to this user, and make everything this
+        process and its children (gunicorn, Celery workers, redis-server) create from
+        now on private too: umask 077 covers files no code path gives a mode."""
+        os.umask(0o077)
         for path in (self.INSTANCE_PATH, self.run_dir, self.storage_dir, self.outputs_dir,
                      self.uploads_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import queue as queue_module
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any
 
 from app.broker import queues as broker_queues
 from app.broker.errors import BrokerUnavailable
@@ -90,7 +91,7 @@ class BrokerClient:
     def queue_depths(self, queues: list[str], timeout: float = 2.0) -> dict[str, int | None]:
         """Messages waiting per queue (Redis brokers); None for other brokers."""
         if not is_redis_url(self.broker_url):
-            return {name: None for name in queues}
+            return dict.fromkeys(queues)
 
         def do():
             with self.app.connection_for_write() as conn:

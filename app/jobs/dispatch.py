@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 from app.celery_config import CLIENT_PUBLISH_RETRY_POLICY, TASK_FOR_KIND, make_celery
+from app.jobs.fair_use import FairQueue  # fair use (issue 12)
 from app.jobs.fallback import ThreadFallback, pool_node
 from app.jobs.store import Job, JobStore
 from app.settings import Settings
@@ -45,6 +47,8 @@ class Dispatcher:
         self._celery_lock = threading.Lock()
         self._inspector: ThreadPoolExecutor | None = None
         self._inspector_thread: threading.Thread | None = None
+        # Fair use (issue 12): a user's jobs past the in-flight limit wait in the store.
+        self.fair_queue = FairQueue(settings, store)
 
     @property
     def celery(self):
@@ -129,10 +133,16 @@ class Dispatcher:
             raise LookupError("no such job")
         if job.status != "queued":  # running or finished: sending it again is pointless
             return job.mode or "threads"
+        if job.mode is None and not self.fair_queue.may_dispatch(job):  # issue 12
+            return "held"  # queued, no mode: release_held() sends it when a slot frees
         if self.celery_usable(job.queue) and self._send_to_celery(job):
             return "celery"
         self._send_to_threads(job)
         return "threads"
+
+    def release_held(self) -> list[str]:
+        """Fair use (issue 12): send the held jobs that fit now, users in turn."""
+        return [job.id for job in self.fair_queue.releasable() if self.submit(job) != "held"]
 
     def _send_to_celery(self, job: Job) -> bool:
         task_id = uuid.uuid4().hex  # new per dispatch: the reconciler tells copies apart

@@ -56,8 +56,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable
 
 from app.broker import is_redis_url
 from app.broker import queues as broker_queues
@@ -183,10 +183,15 @@ class Reconciler:
             now = time.time()
             report = {
                 "stale": self._resend_stale(now - self.stale_after),
-                "unpublished": [self._resend(job) for job in
-                                self.store.unpublished(stale_before=now - self.stale_after)],
+                "unpublished": [job.id for job in
+                                self.store.unpublished(stale_before=now - self.stale_after)
+                                if self._resend(job)],
                 "lost": self._resend_lost(now - self.lost_after),
             }
+            released = self.dispatcher.release_held()  # fair use (issue 12)
+        if released:
+            log.info("released %d held job(s) as their users' earlier jobs finished",
+                     len(released))
         if now - self._last_cleanup >= self.cleanup_interval:
             self._last_cleanup = now
             try:
@@ -197,8 +202,10 @@ class Reconciler:
             log.warning("reconciler re-dispatched jobs: %s", report)
         return report
 
-    def _resend(self, job: Job) -> str:
+    def _resend(self, job: Job) -> str | None:
         mode = self.dispatcher.submit(job.id)
+        if mode == "held":
+            return None  # fair use (issue 12): it waits for a slot of its user
         log.info("re-dispatched job %s to %s", job.id, mode)
         return job.id
 
@@ -267,7 +274,7 @@ class Reconciler:
         after the purge is in the queue). Returns {queue: jobs failed}.
         """
         queues = list(dict.fromkeys(queues))
-        counts = {name: 0 for name in queues}
+        counts = dict.fromkeys(queues, 0)
         with self._lock:
             snapshot_at = time.time()
             in_broker: set[str] | None = set()

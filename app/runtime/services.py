@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from flask import Flask
 
@@ -36,6 +37,9 @@ class Runtime:
         self.worker_app = worker_app
         self.handle = ManagerHandle(settings)
         self.reconciler = ReconcilerSeat(settings, lambda: self.jobs)
+        # [deploy] Given to the manager built here: called once per manager-loop iteration
+        # on its thread (start_with_celery.py feeds systemd's watchdog with it).
+        self.on_tick: Callable[[], None] | None = None
         self._jobs: JobServices | None = None
         self._jobs_lock = threading.Lock()
 
@@ -90,7 +94,7 @@ class Runtime:
 
     def new_manager(self, settings: Settings) -> CeleryWorkerManager:
         return CeleryWorkerManager(settings, on_worker_lost=self.on_worker_lost,
-                                   worker_app=self.worker_app)
+                                   worker_app=self.worker_app, on_tick=self.on_tick)
 
     def _manager_opened(self, _manager) -> None:
         # Journaled thread-mode jobs of a crashed run first, then the periodic sweep.
@@ -111,7 +115,7 @@ class Runtime:
         store = self.jobs.store
         if not any(store.queued_celery(published_before=purge_finished, queue=name)
                    for name in queues):
-            return {name: 0 for name in queues}  # nothing to look up in the broker
+            return dict.fromkeys(queues, 0)  # nothing to look up in the broker
         return self.reconciler.for_this_process().fail_purged(
             queues, purge_started=purge_started, purge_finished=purge_finished)
 

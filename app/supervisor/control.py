@@ -23,8 +23,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from app.broker import BrokerClient, monitor_for
 from app.settings import Settings, mask_url
@@ -316,7 +317,7 @@ class ManagerHandle:
             sock.settimeout(ADMIN_OPS[op].reply_timeout(kwargs))
             sock.sendall(request_line(op, kwargs))
             reply = read_line(sock)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise ManagerUnavailable(f"the manager did not answer {op!r} in time") from None
         except _NoOwner:
             raise
@@ -397,7 +398,7 @@ class ManagerHandle:
             "workers": [],
             "broker": {"url": mask_url(self.settings.broker_url), "reachable": up,
                        "embedded": False},
-            "queues": {name: None for name in self.settings.queue_weights},
+            "queues": dict.fromkeys(self.settings.queue_weights),
         }
 
 

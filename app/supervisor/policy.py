@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 RESTART = "restart"
 GIVE_UP = "give_up"
