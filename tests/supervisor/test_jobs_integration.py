@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from app.cards.options import CalibrationOptions
+from app.cards.models import CalibrationOptions
 from app.jobs import engine
 from tests.conftest import wait_for
 from tests.supervisor.conftest import all_running, worker
