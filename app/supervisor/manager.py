@@ -220,7 +220,7 @@ class CeleryWorkerManager:
         if snap["wanted"] and slot is not None:
             if slot["state"] == RUNNING:
                 return True
-            # A healthy worker being replaced after a kill will consume shortly; one
+            # A worker being replaced after its child got to RUNNING will consume soon; one
             # that keeps dying at start will not.
             if slot["state"] in (STARTING, BACKOFF) and slot["last_life_ok"]:
                 return True

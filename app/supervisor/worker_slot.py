@@ -65,7 +65,7 @@ class WorkerSlot:
     ping_misses: int = 0
     answered: bool = False          # the current child answered a ping at least once
     ready_at: float | None = None   # when the current child got to RUNNING (clock time)
-    last_life_ok: bool = True       # the previous child had been healthy (not crash-looping)
+    last_life_ok: bool = True       # the previous child got to RUNNING (dispatch may wait for it)
     backoff_until: float | None = None
     stop_phase: str | None = None   # term -> quit -> kill
     stop_deadline: float | None = None
@@ -103,8 +103,8 @@ class WorkerSlot:
         """The one decision after a death or a forced restart: give up, or count it and
         restart after a delay. Only a child that never became healthy counts toward
         giving up (a crash loop); a serving worker that got killed always restarts."""
-        self.last_life_ok = self.was_healthy(now, healthy_after)
-        decision = self.policy.on_exit(now, counts=not self.last_life_ok)
+        self.last_life_ok = self.ready_at is not None
+        decision = self.policy.on_exit(now, counts=not self.was_healthy(now, healthy_after))
         if decision.gives_up:
             self.failures += 1
             cool_down = self.policy.cool_down(self.failures)

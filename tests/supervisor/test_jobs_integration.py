@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from app.cards.models import CalibrationOptions
+from app.jobs import engine
 from tests.conftest import wait_for
 from tests.supervisor.conftest import all_running, worker
 
@@ -47,18 +49,21 @@ class JobSystem:
             settings, worker_app=FAULTY_APP,
             on_worker_lost=self.reconciler.redispatch_worker_jobs)
 
-    def submit(self, slow: float = 0.0, queue: str = "default"):
+    def submit(self, slow: float = 0.0, queue: str = "default", owner: str = "alice"):
         params = {"paper_size": "letter"}
         if slow:
             params["test_slow_seconds"] = slow
-        job = self.store.create(owner="alice", kind="calibration", params=params,
+        job = self.store.create(owner=owner, kind="calibration", params=params,
                                 queue=queue)
         return job, self.dispatcher.submit(job)
 
     def count_fallback_completions(self, monkeypatch) -> list[str]:
-        """Job ids the thread fallback ran to completion (the run that recorded it)."""
+        """Job ids the thread fallback ran to completion (the run that recorded it). The
+        fallback runs in this process, so it gets the workers' test options too."""
         from app.jobs import runner
         done: list[str] = []
+        monkeypatch.setitem(engine.KINDS, "calibration",
+                            engine.JobKind(_SlowCalibration, _slow_calibration))
         real = runner.run_job
 
         def recording(*args, **kwargs):
@@ -85,6 +90,20 @@ class JobSystem:
         path = self.settings.INSTANCE_PATH / "completions.log"
         return [line.split()[0] for line in path.read_text().splitlines()] \
             if path.exists() else []
+
+
+class _SlowCalibration(CalibrationOptions):
+    test_slow_seconds: float = 0
+    test_transient_failures: int = 0
+
+
+_REAL_CALIBRATION = engine.KINDS["calibration"]
+
+
+def _slow_calibration(inputs, params, output, progress, settings):
+    """What tests.jobs.faulty_celery_app does in the workers, minus the fault injection."""
+    time.sleep(params.test_slow_seconds)
+    return _REAL_CALIBRATION.make(inputs, params, output, progress, settings)
 
 
 def valid_pdf(path) -> bool:
@@ -176,10 +195,11 @@ def test_jobs_of_a_queue_whose_only_worker_failed_run_in_the_fallback(
         busy, mode = system.submit(slow=3)
         assert mode == "celery"
         wait_for(lambda: system.store.get(busy.id).status == "running", 20, 0.05, "running")
-        queued = [system.submit()[0] for _ in range(3)]      # wait behind the busy one
-        assert all(system.store.get(job.id).mode == "celery" for job in queued)
+        queued = [system.submit(owner=f"u{n}")[0] for n in range(3)]  # behind the busy one
+        # (Per-owner caps may hold some back in the store; either way they wait.)
+        assert all(system.store.get(job.id).status == "queued" for job in queued)
         _kill_until_failed(system.manager, "default")
-        job, mode = system.submit()                   # right after FAILED
+        job, mode = system.submit(owner="late")       # right after FAILED
         assert mode == "threads"
         assert system.finished(job.id, 5).status == "succeeded"
         for old in [busy, *queued]:                   # already queued: drained to threads

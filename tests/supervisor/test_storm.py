@@ -65,7 +65,7 @@ def test_storm_every_job_succeeds_once_and_no_worker_fails(fast_settings, manage
         started = time.monotonic()
         for n in range(JOBS):
             time.sleep(max(0.0, started + n * SPACING - time.monotonic()))
-            jobs.append(system.submit(queue=QUEUES[n % len(QUEUES)])[0].id)
+            jobs.append(system.submit(queue=QUEUES[n % len(QUEUES)], owner=f"u{n}")[0].id)
             if n % KILL_EVERY == KILL_EVERY - 1:
                 kills.append(_kill_one(system.manager, rng))
         last_kill = time.monotonic()
