@@ -28,6 +28,31 @@ DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
 
 
+def queue_names(queues) -> tuple[str, ...]:
+    """The one queue-list parser: names (list or comma string), validated, repeats kept.
+
+    Used by CELERY_QUEUES, the admin API's start/purge, and celery_worker.py;
+    ValueError names what is wrong.
+    """
+    if isinstance(queues, str):
+        queues = [part.strip() for part in queues.split(",") if part.strip()]
+    if not isinstance(queues, (list, tuple)) or not queues or \
+            not all(isinstance(q, str) for q in queues):
+        raise ValueError("must name at least one queue")
+    unknown = sorted(set(queues) - set(KNOWN_QUEUES))
+    if unknown:
+        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(KNOWN_QUEUES)}")
+    return tuple(queues)
+
+
+def parse_queues(queues) -> dict[str, int]:
+    """A queue list -> {queue: weight} (repeats are weight), in first-seen order."""
+    weights: dict[str, int] = {}
+    for name in queue_names(queues):
+        weights[name] = weights.get(name, 0) + 1
+    return weights
+
+
 class SettingsError(RuntimeError):
     """Configuration that cannot work; the message says which variable and why."""
 
@@ -100,6 +125,14 @@ class Settings(BaseSettings):
     CELERY_TASK_RATE_LIMITS: str = ""  # "generate_sheets=10/m,offset_sheets=30/m"
     # Test-only fault injection: the named queue's worker exits at start.
     CELERY_TEST_FAIL_QUEUE: str | None = None
+    # Crash loops (issue 13): a death counts toward CELERY_MAX_RESTARTS only if the
+    # worker had not been healthy (answered a ping, alive) for this long.
+    CELERY_HEALTHY_AFTER: float = Field(5.0, ge=0, le=3600)
+    # FAILED is retried after this cool-down, doubled per failure in a row, capped.
+    CELERY_FAILED_RETRY_AFTER: float = Field(60.0, gt=0, le=24 * 3600)
+    CELERY_FAILED_RETRY_MAX: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
+    # A queue without a live consumer this long: its queued jobs move to the fallback.
+    CELERY_DRAIN_AFTER: float = Field(5.0, gt=0, le=3600)
 
     # --- broker / result backend ---------------------------------------------
     REDIS_URL: str | None = None
@@ -133,17 +166,7 @@ class Settings(BaseSettings):
     @field_validator("CELERY_QUEUES", mode="before")
     @classmethod
     def _split_queues(cls, value):
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        names = tuple(value)
-        if not names:
-            raise ValueError("must name at least one queue")
-        unknown = sorted(set(names) - set(KNOWN_QUEUES))
-        if unknown:
-            raise ValueError(
-                f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(KNOWN_QUEUES)}"
-            )
-        return names
+        return queue_names(value)
 
     @field_validator("CELERY_TEST_FAIL_QUEUE", "REDIS_URL", "REDIS_HOST", "REDIS_PASSWORD",
                      "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "ADMIN_USERNAME",
@@ -208,10 +231,7 @@ class Settings(BaseSettings):
     @property
     def queue_weights(self) -> dict[str, int]:
         """Distinct queues in first-seen order, each with its repeat count."""
-        weights: dict[str, int] = {}
-        for name in self.CELERY_QUEUES:
-            weights[name] = weights.get(name, 0) + 1
-        return weights
+        return parse_queues(list(self.CELERY_QUEUES))
 
     @property
     def job_in_flight_per_user(self) -> int:

@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_jwt_extended import create_access_token, create_refresh_token, current_user, jwt_required
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits.strategies import MovingWindowRateLimiter
 
 from app.auth.throttle import LoginThrottle, ThrottlePolicy
 from app.auth.users import MAX_PASSWORD_LENGTH, UserStore
@@ -77,7 +78,10 @@ def login():
 
 def make_throttle(limiter: Limiter, settings) -> LoginThrottle:
     """Login failures are counted in the app's limiter storage (shared across workers)."""
-    return LoginThrottle(ThrottlePolicy.from_settings(settings), lambda: limiter.limiter)
+    # The configured storage itself, not Flask-Limiter's current choice (which may be its
+    # per-process fallback): every HTTP process must count together.
+    strategy = MovingWindowRateLimiter(limiter.storage)
+    return LoginThrottle(ThrottlePolicy.from_settings(settings), lambda: strategy)
 
 
 def make_blueprint() -> Blueprint:

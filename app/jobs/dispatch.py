@@ -2,6 +2,8 @@
 
 Celery is chosen when the broker answers (the BrokerMonitor's cached, hysteresis-damped
 view) and a worker can take the job's queue (the manager's view, where there is one).
+That view is asked for every submission, never cached here: the manager publishes a
+queue's last consumer going away before it answers the next question.
 A publish that fails anyway (the broker died between check and send) lands in threads
 instead of failing the request.
 """
@@ -110,6 +112,20 @@ class Dispatcher:
         except Exception as exc:  # a broken probe means "not sure": threads are safe
             log.warning("dispatch: availability check failed (%s); using threads", exc)
             return False
+
+    def consumed(self, queue: str) -> bool | None:
+        """Whether a live worker consumes `queue`; None when that is not known here (no
+        broker, the broker is down, or no manager view)."""
+        if not self.settings.broker_url or self.broker_monitor is None \
+                or self.worker_available is None:
+            return None
+        try:
+            if not self.broker_monitor.is_up():
+                return None
+            return bool(self.worker_available(queue))
+        except Exception as exc:
+            log.info("dispatch: cannot tell who consumes %s (%s)", queue, exc)
+            return None
 
     def submit(self, job: Job | str) -> str:
         job = self.store.get(job) if isinstance(job, str) else job

@@ -126,9 +126,11 @@ def submission_limits(app) -> SubmissionLimits:
         from app.extensions import limiter
         from app.jobs.job_services import services
 
-        shared = limiter(app)
+        # The configured storage itself, not Flask-Limiter's current choice: that may be
+        # its per-process fallback, and every HTTP process must count together.
+        strategy = MovingWindowRateLimiter(limiter(app).storage)
         limits = app.extensions.setdefault(LIMITS_KEY, SubmissionLimits(
-            app.config["SETTINGS"], services(app).store, lambda: shared.limiter))
+            app.config["SETTINGS"], services(app).store, lambda: strategy))
     return limits
 
 

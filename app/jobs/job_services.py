@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # Celery workers import app.jobs without Flask or the dispatc
     from app.jobs.dispatch import Dispatcher
     from app.jobs.fallback import ThreadFallback
     from app.jobs.store import JobStore
-    from app.supervisor.broker import BrokerMonitor
+    from app.broker import BrokerMonitor
 
 SERVICES_KEY = "scm.jobs"
 ServicesProvider = Callable[[], "JobServices"]

