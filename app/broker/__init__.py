@@ -6,5 +6,12 @@ from app.broker.client import BrokerClient
 from app.broker.errors import BROKER_ERRORS, BrokerUnavailable, ControlError
 from app.broker.monitor import BrokerMonitor, is_redis_url, monitor_for
 
-__all__ = ["BrokerClient", "BrokerMonitor", "BrokerUnavailable", "BROKER_ERRORS",
-           "ControlError", "is_redis_url", "monitor_for"]
+__all__ = [
+           "BROKER_ERRORS",
+           "BrokerClient",
+           "BrokerMonitor",
+           "BrokerUnavailable",
+           "ControlError",
+           "is_redis_url",
+           "monitor_for",
+]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import redis
@@ -35,9 +35,9 @@ def is_redis_url(url: str | None) -> bool:
 
 def redis_client_for(url: str, timeout: float):
     """A redis-py client for a Celery/kombu Redis URL, failing fast (no retries)."""
-    options = dict(socket_timeout=timeout, socket_connect_timeout=timeout,
-                   retry=Retry(NoBackoff(), 0),
-                   health_check_interval=0, socket_keepalive=True)
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                   "retry": Retry(NoBackoff(), 0),
+                   "health_check_interval": 0, "socket_keepalive": True}
     parts = urlsplit(url)
     if parts.scheme == "redis+socket":
         path = url.split("://", 1)[1].split("?", 1)[0]

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # Celery workers import app.jobs without Flask or the dispatcher
     from flask import Flask
 
+    from app.broker import BrokerMonitor
     from app.jobs.dispatch import Dispatcher
     from app.jobs.fallback import ThreadFallback
     from app.jobs.store import JobStore
-    from app.broker import BrokerMonitor
 
 SERVICES_KEY = "scm.jobs"
 ServicesProvider = Callable[[], "JobServices"]

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 from app.broker.errors import BROKER_ERRORS, BrokerUnavailable, ControlError
 
-__all__ = ["BROKER_ERRORS", "SupervisorError", "InvalidRequest", "BrokerUnavailable",
-           "ManagerUnavailable"]
+__all__ = [
+    "BROKER_ERRORS",
+    "BrokerUnavailable",
+    "InvalidRequest",
+    "ManagerUnavailable",
+    "SupervisorError",
+]
 
 # One base for the broker's and the manager's errors (the API maps both the same way).
 SupervisorError = ControlError

@@ -11,16 +11,22 @@ from __future__ import annotations
 import logging
 import selectors
 import signal
-import time
-from typing import Callable
+from collections.abc import Callable
 
 from app.settings import Settings
 from app.supervisor.pidfile import StateFile
 from app.supervisor.plan import WorkerPlan, node_name, start_banner
 from app.supervisor.policy import RestartPolicy
 from app.supervisor.process import WorkerProcess
-from app.supervisor.worker_slot import (BACKOFF, FAILED, REASONS, RUNNING, STARTING,
-                                        STOPPED, STOPPING, WorkerSlot)
+from app.supervisor.worker_slot import (
+    BACKOFF,
+    FAILED,
+    REASONS,
+    RUNNING,
+    STARTING,
+    STOPPING,
+    WorkerSlot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,7 @@ class Fleet:
         self.shutting_down = False
         self.slots: dict[str, WorkerSlot] = {}         # queue -> worker slot
         self.redis: WorkerSlot | None = None
-        self.totals = {reason: 0 for reason in REASONS}
+        self.totals = dict.fromkeys(REASONS, 0)
         self._next_stats = 0.0
         self._next_rotate = 0.0
 

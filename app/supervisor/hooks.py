@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import queue as queue_module
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from app.broker import BrokerClient, BrokerMonitor, BrokerUnavailable
 

@@ -15,10 +15,11 @@ import queue as queue_module
 import selectors
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from app.supervisor.errors import ManagerUnavailable
 

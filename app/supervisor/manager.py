@@ -22,7 +22,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from app.broker import BrokerClient, BrokerUnavailable, monitor_for
 from app.settings import Settings, mask_url, parse_queues
@@ -86,7 +87,7 @@ class CeleryWorkerManager:
     # ======================================================================
     # lifecycle (called by the hosting process)
     # ======================================================================
-    def open(self) -> "CeleryWorkerManager":
+    def open(self) -> CeleryWorkerManager:
         """Start the manager thread; embedded Redis; the workers when START_CELERY_WORKER."""
         self.settings.ensure_dirs()
         self._loop.start()    # raises when already open
@@ -372,11 +373,11 @@ class CeleryWorkerManager:
 
     def _queue_depths(self, queues: list[str], reachable: bool) -> dict[str, int | None]:
         if not reachable or self._broker_url is None:
-            return {name: None for name in queues}
+            return dict.fromkeys(queues)
         try:
             return self._client("scm-broker-client").queue_depths(queues, timeout=1.0)
         except BrokerUnavailable:
-            return {name: None for name in queues}
+            return dict.fromkeys(queues)
 
     def _uptime(self) -> float:
         if self._opened_at is None:

@@ -9,8 +9,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from app.settings import Settings
 from app.supervisor.logfile import LogFile
@@ -35,7 +35,7 @@ def split_concurrency(total: int, weights: dict[str, int]) -> dict[str, int]:
     if not weights:
         return {}
     if total <= len(weights):
-        return {queue: 1 for queue in weights}
+        return dict.fromkeys(weights, 1)
     weight_sum = sum(weights.values())
     ideal = {q: total * w / weight_sum for q, w in weights.items()}
     sizes = {q: max(1, int(ideal[q])) for q in weights}

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from app.broker import BrokerClient, BrokerMonitor, BrokerUnavailable
 from app.supervisor.worker_slot import RUNNING, STARTING

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from app.settings import Settings
 from app.supervisor.logfile import LogFile

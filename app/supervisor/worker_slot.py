@@ -58,7 +58,7 @@ class WorkerSlot:
     state: str = STOPPED
     proc: WorkerProcess | None = None
     restarts: int = 0
-    restarts_by_reason: dict = field(default_factory=lambda: {r: 0 for r in REASONS})
+    restarts_by_reason: dict = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     last_exit: ExitInfo | None = None
     last_error: str | None = None
     responsive: bool = False
