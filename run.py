@@ -12,6 +12,7 @@ import signal
 import sys
 
 from app import create_app
+from app.auth.setup import announce_first_run
 from app.settings import load_settings_or_exit
 from app.jobs import close_services, start_reconciler
 from app.supervisor import host_manager, manager_handle
@@ -33,6 +34,7 @@ def main() -> int:
         else:
             # No manager here, but journaled thread jobs and old outputs still need care.
             start_reconciler(app)
+        announce_first_run(app)
         app.run(host=settings.HOST, port=settings.PORT, debug=False, use_reloader=False,
                 threaded=True)
     finally:

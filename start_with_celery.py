@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
+from app.auth.setup import announce_first_run  # noqa: E402
 from app.settings import load_settings_or_exit, with_workers_by_default  # noqa: E402
 from app.supervisor import host_manager, manager_handle  # noqa: E402
 
@@ -77,6 +78,7 @@ def main() -> int:
         signal.signal(signal.SIGHUP, lambda *_: gunicorn.send_signal(signal.SIGHUP))
         log.info("gunicorn (pid %d) serving http://%s:%d", gunicorn.pid, settings.HOST,
                  settings.PORT)
+        announce_first_run(app)
         while not stop.wait(0.5):
             if gunicorn.poll() is not None:
                 log.error("gunicorn exited with code %s; stopping", gunicorn.returncode)

@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.auth import init_app as init_auth
     from app.cli.cards import cards_cli
     from app.jobs import init_app as init_jobs
+    from app.profiles import init_app as init_profiles
     from app.supervisor import init_app as init_supervisor
     from app.web import init_app as init_web
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_auth(app)
     init_supervisor(app)
     init_jobs(app)
+    init_profiles(app)
     metrics.init_app(app)
     openapi.init_app(app)
     init_web(app)

@@ -8,6 +8,7 @@ from flask import Flask
 from app.auth.api import make_blueprint
 from app.auth.cli import users_cli
 from app.auth.decorators import admin_required
+from app.auth.setup import make_setup_blueprint
 from app.auth.users import User, UserError, UserStore
 from app.extensions import JWT_KEY, limiter
 from app.settings import SettingsError
@@ -30,6 +31,7 @@ def init_app(app: Flask) -> None:
         return users.get(payload["sub"])
 
     app.register_blueprint(make_blueprint(limiter(app), settings.LOGIN_RATE_LIMIT))
+    app.register_blueprint(make_setup_blueprint())
     app.cli.add_command(users_cli)
     bootstrap_admin(users, settings.ADMIN_USERNAME, settings.ADMIN_PASSWORD)
 

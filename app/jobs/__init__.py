@@ -45,9 +45,11 @@ class JobServices:
 
 
 def init_app(app: "Flask") -> None:
+    from app.jobs.actions_api import bp as actions_bp
     from app.jobs.api import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(actions_bp)
 
 
 def services(app: "Flask") -> JobServices:

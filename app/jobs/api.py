@@ -13,14 +13,14 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
-from werkzeug.utils import secure_filename
 
 from app.celery_config import QUEUE_FOR_KIND
 from app.errors import APIError
 from app.jobs import services
+from app.jobs.presentation import download_name, extra_view
 from app.jobs.store import STATUSES, Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
-from app.jobs.validation import (bad, calibration_params, integer, offset_params,
+from app.jobs.validation import (bad, boolean, calibration_params, integer, offset_params,
                                  sheet_params, text_field)
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def job_view(job: Job) -> dict:
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "result_url": url_for("jobs_api.result", job_id=job.id) if ready else None,
+        **extra_view(job, ready=ready),
     }
 
 
@@ -89,6 +90,15 @@ def _create_and_dispatch(job_id: str, kind: str, params: dict) -> Job:
     return job
 
 
+def _printer_offset() -> dict:
+    from app.profiles import profiles
+
+    profile = profiles(current_app).get(_caller()[0])
+    if profile is None:
+        raise bad("apply_profile: you have no saved printer profile yet", "no_profile")
+    return {"x": profile.x, "y": profile.y}
+
+
 def _settings():
     return current_app.config["SETTINGS"]
 
@@ -99,6 +109,8 @@ def _settings():
 def submit_sheets():
     settings = _settings()
     params = sheet_params(request.form)
+    if boolean(text_field(request.form, "apply_profile", default="false"), "apply_profile"):
+        params["printer_offset"] = _printer_offset()
     fronts = present(request.files.getlist("fronts") + request.files.getlist("fronts[]"))
     backs = present(request.files.getlist("back"))
     doubles = present(request.files.getlist("double_sided")
@@ -202,9 +214,8 @@ def result(job_id: str):
     path = Path(job.output_path) if job.output_path else None
     if path is None or not path.is_file():
         raise APIError(410, "expired", "the result has been cleaned up; submit the job again")
-    label = secure_filename(str(job.params.get("name") or "")) or job.kind
     return send_file(path, mimetype="application/pdf", as_attachment=True,
-                     download_name=f"{label}-{job.id[:8]}.pdf", max_age=0)
+                     download_name=download_name(job), max_age=0)
 
 
 @bp.get("")

@@ -128,6 +128,18 @@ def stats():
     return jsonify(_handle().stats())
 
 
+@bp.get("/workers/<worker>/log")
+@admin_required
+def worker_log(worker: str):
+    """The tail of one worker's own log file (see app.supervisor.logtail)."""
+    from app.jobs.validation import integer
+    from app.supervisor.logtail import DEFAULT_BYTES, MAX_BYTES, read_tail, worker_log_path
+
+    limit = integer(request.args.get("bytes", str(DEFAULT_BYTES)), "bytes", 1, MAX_BYTES)
+    path = worker_log_path(current_app.config["SETTINGS"], _handle().status(), worker)
+    return jsonify({"worker": worker, **read_tail(path, limit)})
+
+
 @bp.post("/purge")
 @admin_required
 def purge():
