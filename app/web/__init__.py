@@ -33,7 +33,7 @@ def admin():
 
 
 def init_app(app: Flask) -> None:
-    from app.web.layouts import bp as layouts_bp
+    from app.web.layouts_api import bp as layouts_bp
 
     app.register_blueprint(bp)
     app.register_blueprint(layouts_bp)
