@@ -160,6 +160,7 @@ SCM.$("#setup-form").addEventListener("submit", async (event) => {
   history.replaceState(null, "", window.location.pathname);
   SCM.$("#setup-section").hidden = true;
   SCM.$("#no-user-hint").hidden = true;
+  SCM.$("#login-section").hidden = false;
   SCM.$("#login-username").value = user.username;
   SCM.notice(`Admin ${user.username} created. Sign in with the new password.`);
   SCM.$("#login-password").focus();
@@ -179,3 +180,5 @@ async function boot() {
 }
 
 window.addEventListener("DOMContentLoaded", boot);
+// Pasting the setup link into a tab already showing the page changes only the fragment.
+window.addEventListener("hashchange", () => { if (setupToken()) boot(); });

@@ -5,7 +5,7 @@ const $ = SCM.$;
 const el = SCM.el;
 const ROLES = ["fronts", "back", "double_sided"];
 const THUMBS_SHOWN = 48;
-const POLL_MS = 800;
+const POLL_MS = 500;
 const state = {
   doc: null,
   files: { fronts: new Map(), back: new Map(), double_sided: new Map() },
