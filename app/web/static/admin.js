@@ -93,9 +93,11 @@ async function refreshLog() {
   const worker = SCM.$("#log-worker").value;
   if (!worker) return;
   const response = await SCM.api(`/api/celery/workers/${encodeURIComponent(worker)}/log?bytes=${LOG_BYTES}`);
+  const text = response.ok ? (await response.json()).text : await SCM.errorText(response);
+  if (SCM.$("#log-worker").value !== worker) return; // the choice changed meanwhile
   const pre = SCM.$("#log-tail");
   const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-  pre.textContent = response.ok ? (await response.json()).text : await SCM.errorText(response);
+  pre.textContent = text;
   pre.dataset.worker = worker;
   if (atBottom) pre.scrollTop = pre.scrollHeight;
 }
