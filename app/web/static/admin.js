@@ -38,6 +38,21 @@ function setBusy(value) {
   document.querySelectorAll("#dashboard button").forEach((b) => { b.disabled = value; });
 }
 
+// The first sentence in the table; the log lines the manager attached on request.
+const openErrors = new Set(); // workers whose error details stay open across refreshes
+
+function lastError(name, text) {
+  if (!text) return "";
+  const [head, ...rest] = text.split(/; log tail: |\n/);
+  if (!rest.length) return head;
+  const details = SCM.el("details", { open: openErrors.has(name) },
+    SCM.el("summary", { text: head }), SCM.el("pre", { text: rest.join("\n") }));
+  details.addEventListener("toggle", () => {
+    if (details.open) openErrors.add(name); else openErrors.delete(name);
+  });
+  return details;
+}
+
 function workerRow(worker) {
   const e = SCM.el;
   const queue = worker.queue;
@@ -51,7 +66,7 @@ function workerRow(worker) {
     e("td", { text: megabytes(worker.memory_bytes || worker.rss_bytes) }),
     e("td", { text: worker.cpu_percent === null || worker.cpu_percent === undefined ? "–" : `${worker.cpu_percent.toFixed(0)} %` }),
     e("td", { text: worker.responsive === null || worker.responsive === undefined ? "–" : (worker.responsive ? "yes" : "no") }),
-    e("td", { class: "last-error", text: worker.last_error || "" }),
+    e("td", { class: "last-error" }, lastError(worker.name, worker.last_error)),
     e("td", {}, queue ? e("button", { type: "button", class: "restart-queue", disabled: busy,
       "aria-label": `Restart the ${queue} worker`, text: "Restart",
       onclick: () => control("/api/celery/restart", { queue }, `Restarting ${queue}`) }) : null));

@@ -18,7 +18,7 @@ function jobItem(job) {
   item.dataset.status = statusText(job);
   const title = job.label ? `${job.kind}: ${job.label}` : job.kind;
   const created = job.created_at ? new Date(job.created_at).toLocaleString() : "";
-  item.replaceChildren(
+  item.replaceChildren(...[
     SCM.el("h3", { text: `${title} · ${statusText(job)}` }),
     SCM.el("p", { class: "job-id" }, "Id ", SCM.el("code", { text: job.id }), " ",
       SCM.el("button", { type: "button", class: "copy", "aria-label": `Copy job id ${job.id}`,
@@ -30,7 +30,7 @@ function jobItem(job) {
       : null,
     SCM.el("div", { class: "job-thumbs" }),
     SCM.el("div", { class: "buttons" }, jobButtons(job)),
-  );
+  ].filter(Boolean));
   if (job.thumbnails) showThumbnails(item, job);
   return item;
 }
