@@ -69,6 +69,7 @@ def watch(settings) -> int:
 
 def serve(settings, *, use_reloader: bool) -> int:
     from app import create_app
+    from app.auth.setup import announce_first_run
     from app.supervisor import host_manager, manager_handle
 
     app = create_app(settings)
@@ -78,6 +79,7 @@ def serve(settings, *, use_reloader: bool) -> int:
             if use_reloader:
                 _die_with_watcher()
             host_manager(app, takeover=True)
+        announce_first_run(app)
         # A code change ends the child with SystemExit(3): the finally stops the workers.
         app.run(host=settings.HOST, port=settings.PORT, debug=True, use_reloader=use_reloader,
                 threaded=True)

@@ -2,7 +2,15 @@
 actions, printer profiles, worker log tails, and the two pages. Merged by app.openapi."""
 from __future__ import annotations
 
-from app.openapi import ADMIN_ERRORS, AUTH_ERRORS, BEARER, MANAGER_ERRORS, _body_schema, _error, _json
+from app.openapi import (
+    ADMIN_ERRORS,
+    AUTH_ERRORS,
+    BEARER,
+    MANAGER_ERRORS,
+    _body_schema,
+    _error,
+    _json,
+)
 
 _JOB_ID = {"name": "job_id", "in": "path", "required": True,
            "schema": {"type": "string", "maxLength": 64}}
@@ -24,7 +32,7 @@ def _setup() -> dict:
         "get": {"tags": ["auth"], "summary": "Whether the instance still needs its first admin",
                 "security": [], "responses": {"200": {"description": "{needed: bool}",
                                                       "content": _json(_OBJECT)}}},
-        "post": {"tags": ["auth"], "summary": "Create the first admin with the one-time setup token",
+        "post": {"tags": ["auth"], "summary": "Create the first admin with the one-time token",
                  "description": "The token is printed at boot while no user exists.",
                  "security": [], "requestBody": {"required": True, "content": _json(body)},
                  "responses": {"201": {"description": "the admin", "content": _json(_OBJECT)},

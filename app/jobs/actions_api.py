@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, send_file
+from flask_jwt_extended import jwt_required
 
 from app.errors import APIError
 from app.jobs import services
 from app.jobs.actions import JobActions, celery_revoker
 from app.jobs.api import _visible_job, job_view
 from app.jobs.thumbnails import SIDES, NoSuchPage, ThumbnailBusy, thumbnail
-from flask_jwt_extended import jwt_required
 
 bp = Blueprint("jobs_actions", __name__, url_prefix="/api/jobs")
 

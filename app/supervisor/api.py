@@ -132,10 +132,9 @@ def stats():
 @admin_required
 def worker_log(worker: str):
     """The tail of one worker's own log file (see app.supervisor.logtail)."""
-    from app.jobs.validation import integer
-    from app.supervisor.logtail import DEFAULT_BYTES, MAX_BYTES, read_tail, worker_log_path
+    from app.supervisor.logtail import read_tail, requested_bytes, worker_log_path
 
-    limit = integer(request.args.get("bytes", str(DEFAULT_BYTES)), "bytes", 1, MAX_BYTES)
+    limit = requested_bytes(request.args.get("bytes"))
     path = worker_log_path(current_app.config["SETTINGS"], _handle().status(), worker)
     return jsonify({"worker": worker, **read_tail(path, limit)})
 

@@ -14,6 +14,17 @@ DEFAULT_BYTES = 16 * 1024
 MAX_BYTES = 256 * 1024
 
 
+def requested_bytes(text: str | None) -> int:
+    """The `bytes` query parameter: 1..MAX_BYTES, DEFAULT_BYTES when absent."""
+    if text is None:
+        return DEFAULT_BYTES
+    if not (text.isascii() and text.isdigit() and len(text) <= 7) or not \
+            1 <= int(text) <= MAX_BYTES:
+        raise APIError(400, "invalid_input",
+                       f"bytes must be a whole number between 1 and {MAX_BYTES}")
+    return int(text)
+
+
 def worker_log_path(settings: Settings, status: dict, worker: str) -> Path:
     """The log of the worker named `worker` in `status` (the manager's status())."""
     for entry in status.get("workers") or ():

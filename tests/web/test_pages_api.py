@@ -13,8 +13,11 @@ from app.auth.setup import SetupToken, announce_first_run
 from app.jobs.actions import CANCELLED, JobActions
 from app.jobs.store import JobStore
 from app.supervisor.logtail import MAX_BYTES, read_tail, worker_log_path
-from tests.jobs.test_api import image, make_api, sheet_form, submit  # noqa: F401 (fixture)
+from tests.jobs import test_api as jobs_api
+from tests.jobs.test_api import sheet_form, submit
 from tests.web.conftest import login
+
+make_api = jobs_api.make_api  # the jobs tests' fixture: an app with alice, bob and root
 
 
 def _error(response, status):
@@ -60,13 +63,13 @@ def test_no_setup_without_a_token_file(app):
 # --- layouts -------------------------------------------------------------------------------
 def test_layouts_give_slots_marks_and_valid_pairs(client):
     doc = client.get("/api/layouts").get_json()
-    letter = next(l for l in doc["layouts"] if (l["paper_size"], l["card_size"])
+    letter = next(row for row in doc["layouts"] if (row["paper_size"], row["card_size"])
                   == ("letter", "standard"))
     assert letter["cards_per_sheet"] == 8 and len(letter["slots_px"]) == 8
     assert letter["slots_px"][0] == [141, 232, 742, 1036]
     assert letter["back_slot"][0] == 4
     assert len(doc["papers"]["letter"]["marks_px"]) == 5
-    pairs = {(l["paper_size"], l["card_size"]) for l in doc["layouts"]}
+    pairs = {(row["paper_size"], row["card_size"]) for row in doc["layouts"]}
     assert ("a3", "poker") not in pairs and ("tabloid", "poker") in pairs
 
 
@@ -223,5 +226,6 @@ def test_log_tail_route_is_admin_only_and_validated(client, admin_headers, user_
     assert _error(client.get(path, headers=user_headers), 403) == "forbidden"
     assert _error(client.get(path), 401)
     assert _error(client.get(path + "?bytes=lots", headers=admin_headers), 400)
-    assert _error(client.get(path + "?bytes=0", headers=admin_headers), 400)
+    for bad in ("0", "-1", "262145", "9" * 30, "١٢"):
+        assert _error(client.get(path, query_string={"bytes": bad}, headers=admin_headers), 400)
     assert client.get(path, headers=admin_headers).status_code in (404, 503)
