@@ -12,7 +12,7 @@ import requests
 from tests.browser.conftest import assert_accessible, assert_fits_narrow_screen, wait_until
 from tests.e2e.conftest import ADMIN, add_user
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 USER = ("painter", "painter-password-1")
 PIDS = "rows => Object.fromEntries(rows.map(r => [r.dataset.queue, r.dataset.pid]))"
 

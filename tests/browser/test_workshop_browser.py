@@ -21,7 +21,7 @@ from tests.browser.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 PASSWORD = "first-admin-pw-1"
 JOB_TIMEOUT_MS = 120_000
 RECORD_PROGRESS = """() => {
@@ -118,6 +118,7 @@ def drop_deck(page, steps) -> None:
 def make_and_download(page, steps) -> tuple[str, bytes]:
     page.evaluate(RECORD_PROGRESS)
     page.fill("#name", "Dragon deck")
+    page.fill("#ppi", "600")  # enough work for the page to see the progress move
     page.click("#sheets-form button[type=submit]")
     job, job_id = _newest_job(page, None)
     _wait_status(job, "succeeded")
@@ -141,7 +142,7 @@ def make_and_download(page, steps) -> tuple[str, bytes]:
 
 
 def cancel_and_delete(page, server, steps, previous: str) -> None:
-    page.fill("#ppi", "1200")  # a slow job, to catch it queued or running
+    page.fill("#ppi", "1200")  # a slower job, to catch it queued or running
     page.click("#sheets-form button[type=submit]")
     heavy, heavy_id = _newest_job(page, previous)
     heavy.locator("button.cancel").click()
