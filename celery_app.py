@@ -28,7 +28,7 @@ app = celery  # `celery -A celery_app` finds either name
 
 
 def _store():
-    return store_for(settings.database_path)
+    return store_for(settings.database_url)
 
 
 def _run(task, job_id: str) -> dict:

@@ -21,12 +21,16 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 if _ROOT not in sys.path:  # `gunicorn -c /path/to/gunicorn.conf.py` from another directory
     sys.path.insert(0, _ROOT)
 
+from app.runtime import Entry, hosting_for, runtime_of  # noqa: E402
+from app.runtime.http import READY_FD_ENV  # noqa: E402
 from app.settings import load_settings  # noqa: E402
+from app.supervisor.shim import set_parent_death_signal  # noqa: E402
 
 _settings = load_settings()
 # Set by start_with_celery.py for its gunicorn child: the parent hosts the manager.
 _MANAGER_IN_PARENT = os.environ.get("SCM_MANAGER_IN_PARENT") == "1"
 _PARENT_PID = os.environ.get("SCM_PARENT_PID")
+_ENTRY = Entry.GUNICORN_CHILD if _MANAGER_IN_PARENT else Entry.GUNICORN
 
 wsgi_app = "app:create_app()"
 _host = _settings.HOST
@@ -73,7 +77,6 @@ def _die_with_parent(parent: int) -> None:
     """The master exits when start_with_celery.py dies, even by SIGKILL (no orphans)."""
     if not sys.platform.startswith("linux"):
         return
-    from app.supervisor.shim import set_parent_death_signal
     set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:  # it died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
@@ -84,31 +87,24 @@ def on_starting(server):
         _die_with_parent(int(_PARENT_PID))
 
 
+def when_ready(server):
+    # Tell start_with_celery.py that HTTP listens (it then reports "ready").
+    ready_fd = os.environ.pop(READY_FD_ENV, None)
+    if ready_fd is not None:
+        os.write(int(ready_fd), b"1")
+        os.close(int(ready_fd))
+
+
 def post_worker_init(worker):
-    if _MANAGER_IN_PARENT:
-        return  # start_with_celery.py hosts the manager and the reconciler
-    if not _settings.START_CELERY_WORKER:
-        # No manager anywhere: one worker (by lock) still resumes journaled thread jobs
-        # and sweeps lost jobs and old outputs.
-        from app.jobs import start_reconciler
-        start_reconciler(worker.wsgi)
-        return
-    from app.supervisor import host_manager
-    if host_manager(worker.wsgi, takeover=True):
+    if runtime_of(worker.wsgi).start(hosting_for(_ENTRY, _settings)):
         worker.log.info("worker %s hosts the Celery worker manager", os.getpid())
 
 
 def worker_exit(server, worker):
     # Runs in the exiting worker: if it hosts the manager, stop the Celery workers warm now
-    # (the parent-death signal would kill them hard) and free the lock for a successor.
+    # (the parent-death signal would kill them hard) and free the lock for a successor;
+    # then the reconciler, thread pool and Celery client (thread jobs stay journaled).
     app = getattr(worker, "wsgi", None)
     if app is None or not hasattr(app, "extensions"):
         return
-    from app.jobs import close_services
-    from app.supervisor import manager_handle
-    handle = manager_handle(app)
-    if handle.is_owner:
-        worker.log.info("worker %s stops the Celery worker manager", os.getpid())
-        handle.close()
-    # Reconciler, thread pool and Celery client; unfinished thread jobs stay journaled.
-    close_services(app)
+    runtime_of(app).close()

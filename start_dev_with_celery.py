@@ -19,6 +19,8 @@ import socket
 import subprocess
 import sys
 
+from app import create_app
+from app.runtime import DevServer, Entry, ReloadingDevServer, hosting_for, serve
 from app.settings import load_settings_or_exit, with_workers_by_default
 from app.supervisor.shim import set_parent_death_signal
 
@@ -67,25 +69,14 @@ def watch(settings) -> int:
         listener.close()
 
 
-def serve(settings, *, use_reloader: bool) -> int:
-    from app import create_app
-    from app.auth.setup import announce_first_run
-    from app.supervisor import host_manager, manager_handle
-
+def run_app(settings, *, use_reloader: bool) -> int:
     app = create_app(settings)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        if settings.START_CELERY_WORKER:
-            if use_reloader:
-                _die_with_watcher()
-            host_manager(app, takeover=True)
-        announce_first_run(app)
-        # A code change ends the child with SystemExit(3): the finally stops the workers.
-        app.run(host=settings.HOST, port=settings.PORT, debug=True, use_reloader=use_reloader,
-                threaded=True)
-    finally:
-        manager_handle(app).close()
-    return 0
+    if settings.START_CELERY_WORKER and use_reloader:
+        _die_with_watcher()
+    http = ReloadingDevServer(app, settings) if use_reloader \
+        else DevServer(app, settings, debug=True)
+    # A code change ends the child with SystemExit(3) after serve stopped the workers.
+    return serve(app, hosting_for(Entry.DEV, settings), http)
 
 
 def main(argv: list[str]) -> int:
@@ -95,7 +86,7 @@ def main(argv: list[str]) -> int:
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     if use_reloader and not _is_reloader_child():
         return watch(settings)
-    return serve(settings, use_reloader=use_reloader)
+    return run_app(settings, use_reloader=use_reloader)
 
 
 if __name__ == "__main__":

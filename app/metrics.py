@@ -1,8 +1,8 @@
 """GET /metrics: Prometheus text built at scrape time from the manager and the job store.
 
 A custom collector (not counters bumped in request handlers) because the truth lives
-elsewhere: worker state in the one manager (possibly another process), jobs in SQLite
-(written by Celery workers too). Each app gets its own CollectorRegistry so several
+elsewhere: worker state in the one manager (possibly another process), jobs in the
+job store (written by Celery workers too). Each app gets its own CollectorRegistry so several
 apps in one process never clash on metric names.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
-from app.db import connect
 from app.errors import error_response
 from app.supervisor.errors import SupervisorError
 
@@ -27,7 +26,6 @@ bp = Blueprint("metrics", __name__)
 REGISTRY_KEY = "scm.metrics_registry"
 WORKER_STATES = ("STARTING", "RUNNING", "BACKOFF", "STOPPING", "STOPPED", "FAILED")
 RESTART_REASONS = ("crash", "hang", "memory", "manual")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 # Sheet jobs take seconds to minutes; the buckets span a calibration page to a 600-card run.
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
@@ -102,7 +100,7 @@ class JobsCollector:
     """Jobs by kind and status, and a duration histogram, from the job rows."""
 
     def __init__(self, app: Flask):
-        self.db_path = app.config["SETTINGS"].database_path
+        self.database_url = app.config["SETTINGS"].database_url
 
     def describe(self):
         return []
@@ -126,31 +124,16 @@ class JobsCollector:
         yield duration
 
     def _query(self):
-        conn = connect(self.db_path)
-        try:
-            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                                "name='jobs'").fetchone():
-                return {}, {}
-            counts = {(r["kind"], r["status"]): r["n"] for r in conn.execute(
-                "SELECT kind, status, COUNT(*) AS n FROM jobs GROUP BY kind, status")}
-            # Bucket in SQL: one row per (kind, status) whatever the number of jobs.
-            cases = ", ".join(f"SUM(CASE WHEN d <= {b} THEN 1 ELSE 0 END) AS b{i}"
-                              for i, b in enumerate(DURATION_BUCKETS))
-            rows = conn.execute(
-                f"SELECT kind, status, COUNT(*) AS n, SUM(d) AS total, {cases} FROM ("
-                "  SELECT kind, status, MAX(finished_at - started_at, 0) AS d FROM jobs"
-                "  WHERE finished_at IS NOT NULL AND started_at IS NOT NULL"
-                "  AND status IN ('succeeded', 'failed')"
-                ") GROUP BY kind, status").fetchall()
-        finally:
-            conn.close()
+        from app.jobs.store import store_for
+
+        store = store_for(self.database_url)
         histograms = {}
-        for row in rows:
-            buckets = [(floatToGoString(b), float(row[f"b{i}"] or 0))
-                       for i, b in enumerate(DURATION_BUCKETS)]
-            buckets.append(("+Inf", float(row["n"])))
-            histograms[(row["kind"], row["status"])] = (buckets, float(row["total"] or 0))
-        return counts, histograms
+        for key, (cumulative, n, total) in store.duration_histogram(DURATION_BUCKETS).items():
+            buckets = [(floatToGoString(bound), float(count))
+                       for bound, count in zip(DURATION_BUCKETS, cumulative)]
+            buckets.append(("+Inf", float(n)))
+            histograms[key] = (buckets, total)
+        return store.counts(), histograms
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

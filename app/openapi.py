@@ -1,9 +1,11 @@
-"""GET /api/openapi.json: the HTTP surface, written by hand.
+"""GET /api/openapi.json: the HTTP surface.
 
-Hand-written rather than generated so it states the contract (status codes, error
-shape, limits) instead of echoing whatever the code happens to accept; the fuzz tests
-(tests/e2e/test_bad_input_e2e.py, schemathesis) hold the code to it. Request bodies of the admin API come from
-the pydantic models that validate them, so the two cannot drift.
+Request bodies are generated from the pydantic models that validate them (the card
+engine's option sets for jobs, the admin API's bodies), and limits that are settings
+(upload size and count) come from the app's settings, so the document cannot drift from
+the code. Only what no model describes is written here: file parts, responses, auth.
+tests/web/test_openapi_and_page.py holds the document's limits to the code's; the fuzz
+tests (tests/e2e/test_bad_input_e2e.py, schemathesis) hold the code to the document.
 """
 from __future__ import annotations
 
@@ -11,13 +13,16 @@ import copy
 
 from flask import Blueprint, Flask, current_app, jsonify
 
+from app.cards.options import CalibrationOptions, OffsetOptions, SheetOptions
+from app.jobs.api import MAX_LIST
+from app.jobs.engine import KINDS
+from app.jobs.names import JOB_STATUSES
+from app.settings import Settings
+from app.supervisor.admin_ops import admin_openapi_paths
+
 bp = Blueprint("openapi", __name__)
 
-CARD_SIZES = ["standard", "japanese", "poker", "poker_half", "bridge", "bridge_square",
-              "domino", "domino_square"]
-PAPER_SIZES = ["letter", "tabloid", "a4", "a3", "archb"]
-JOB_STATUSES = ["queued", "running", "succeeded", "failed"]
-JOB_KINDS = ["sheets", "offset", "calibration"]
+JOB_ID_MAX_CHARS = 64          # longer ids are answered 404 without a lookup (app.jobs.api)
 
 
 def _ref(name: str) -> dict:
@@ -41,6 +46,7 @@ MANAGER_ERRORS = {"503": _error("no manager runs, or the broker did not answer")
 BEARER = [{"bearerAuth": []}]
 
 
+# --- schemas from models ----------------------------------------------------------------
 def _body_schema(model) -> dict:
     """A pydantic model's JSON schema, inlined (no $defs) for OpenAPI 3.0 tools."""
     schema = model.model_json_schema()
@@ -55,6 +61,7 @@ def _body_schema(model) -> dict:
             return [inline(item) for item in node]
         return node
 
+    schema.pop("description", None)   # the model's docstring is written for programmers
     return _nullable_for_30(inline(schema))
 
 
@@ -75,54 +82,22 @@ def _nullable_for_30(node):
     return node
 
 
+def _form_schema(model, files: dict | None = None, required: tuple[str, ...] = ()) -> dict:
+    """A model's fields as form fields, after the file parts. A form field cannot be null
+    (leaving it out means the default), and the form ignores fields it does not know."""
+    fields = _body_schema(model)["properties"]
+    for schema in fields.values():
+        schema.pop("nullable", None)
+        if schema.get("default") is None:
+            schema.pop("default", None)
+    schema = {"type": "object", "properties": {**(files or {}), **fields}}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
 def _admin_paths() -> dict:
-    from app.supervisor.api import PurgeBody, RestartBody, StartBody, StopBody
-
-    def verb(summary: str, model, *, required: bool = False) -> dict:
-        return {"post": {
-            "tags": ["admin"], "summary": summary, "security": BEARER,
-            "requestBody": {"required": required, "content": _json(_body_schema(model))},
-            "responses": {"200": {"description": "the manager's answer",
-                                  "content": _json({"type": "object"})},
-                          "400": _error("invalid body"), "413": _error("body too large"),
-                          **ADMIN_ERRORS, **MANAGER_ERRORS},
-        }}
-
-    def read(summary: str) -> dict:
-        return {"get": {
-            "tags": ["admin"], "summary": summary, "security": BEARER,
-            "responses": {"200": {"description": summary, "content": _json({"type": "object"})},
-                          **ADMIN_ERRORS, **MANAGER_ERRORS},
-        }}
-
-    return {
-        "/api/celery/health": {"get": {
-            "tags": ["public"], "summary": "Liveness of the Celery side, from cached state",
-            "security": [],
-            "responses": {"200": {"description": "healthy or degraded",
-                                  "content": _json(_ref("Health"))},
-                          "503": {"description": "unhealthy", "content": _json(_ref("Health"))}},
-        }},
-        "/api/celery/status": {"get": {
-            "tags": ["admin"], "summary": "Workers, mode, broker and queue depths",
-            "security": BEARER,
-            "responses": {"200": {"description": "status", "content": _json(_ref("Status"))},
-                          **ADMIN_ERRORS, **MANAGER_ERRORS},
-        }},
-        "/api/celery/start": verb("Start workers (clears FAILED)", StartBody),
-        "/api/celery/stop": verb("Stop workers warm, then kill after `timeout` s", StopBody),
-        "/api/celery/restart": verb("Restart one queue's worker, or all", RestartBody),
-        "/api/celery/tasks": read("Active, reserved and scheduled tasks per worker"),
-        "/api/celery/stats": read("Celery worker statistics"),
-        "/api/celery/purge": {"post": {
-            "tags": ["admin"], "summary": "Empty only the named queues", "security": BEARER,
-            "requestBody": {"required": True, "content": _json(_body_schema(PurgeBody))},
-            "responses": {"200": {"description": "messages removed per queue",
-                                  "content": _json(_ref("Purged"))},
-                          "400": _error("invalid body"), "413": _error("body too large"),
-                          **ADMIN_ERRORS, **MANAGER_ERRORS},
-        }},
-    }
+    return admin_openapi_paths(_body_schema)
 
 
 def _auth_paths() -> dict:
@@ -155,68 +130,49 @@ def _auth_paths() -> dict:
     }
 
 
-def _jobs_paths() -> dict:
-    # Mirrors app/jobs/api.py and app/jobs/validation.py (the jobs package owns the rules).
+def _jobs_paths(settings: Settings) -> dict:
     accepted = {"description": "accepted; poll status_url",
                 "content": _json(_ref("JobAccepted"))}
     job_errors = {"400": _error("invalid input"), **AUTH_ERRORS,
-                  "413": _error("upload larger than MAX_UPLOAD_MB")}
-    flag = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]}
+                  "413": _error(f"upload larger than {settings.MAX_UPLOAD_MB} MB "
+                                "(MAX_UPLOAD_MB)")}
     job_id = {"name": "job_id", "in": "path", "required": True,
-              "schema": {"type": "string", "maxLength": 64}}
-    files = {"type": "array", "items": {"type": "string", "format": "binary"}}
+              "schema": {"type": "string", "maxLength": JOB_ID_MAX_CHARS}}
+    image = {"type": "string", "format": "binary"}
+    files = {"type": "array", "items": image, "maxItems": settings.MAX_UPLOAD_FILES}
+    per_job = f"at most {settings.MAX_UPLOAD_FILES} files per job in all (MAX_UPLOAD_FILES)"
+    sheet_files = {
+        "fronts": {**files, "description": f"one image per card; {per_job}"},
+        "back": {**image, "description": "one common back image"},
+        "double_sided": {**files, "description": "matched to fronts by file name"},
+    }
+    offset_files = {
+        "pdf": {"type": "string", "format": "binary"},
+        "source_job_id": {"type": "string", "maxLength": JOB_ID_MAX_CHARS},
+    }
     return {
         "/api/jobs/sheets": {"post": {
             "tags": ["jobs"], "summary": "Make printable card sheets from uploaded images",
             "security": BEARER,
-            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                "type": "object", "required": ["fronts"],
-                "properties": {
-                    "fronts": {**files, "description": "one image per card"},
-                    "back": {"type": "string", "format": "binary",
-                             "description": "one common back image"},
-                    "double_sided": {**files, "description": "matched to fronts by file name"},
-                    "card_size": {"type": "string", "enum": CARD_SIZES},
-                    "paper_size": {"type": "string", "enum": PAPER_SIZES},
-                    "only_fronts": flag,
-                    "crop": {"type": "string", "maxLength": 1000,
-                             "description": "6.5 (percent), 3mm or 0.125in"},
-                    "extend_corners": {"type": "integer", "minimum": 0,
-                                       "description": "px at 300 ppi"},
-                    "ppi": {"type": "integer", "minimum": 72, "maximum": 1200},
-                    "quality": {"type": "integer", "minimum": 0, "maximum": 100},
-                    "skip": {"type": "string", "maxLength": 2048,
-                             "description": "comma list of card slots to leave empty"},
-                    "name": {"type": "string", "maxLength": 100},
-                }}}}},
+            "requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": _form_schema(SheetOptions, sheet_files, required=("fronts",))}}},
             "responses": {"202": accepted, **job_errors},
         }},
         "/api/jobs/offset": {"post": {
             "tags": ["jobs"], "summary": "Shift the back pages of a sheet PDF",
             "description": "Give either `pdf` or `source_job_id` (a succeeded job of yours).",
             "security": BEARER,
-            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                "type": "object",
-                "properties": {
-                    "pdf": {"type": "string", "format": "binary"},
-                    "source_job_id": {"type": "string", "maxLength": 64},
-                    "x": {"type": "integer", "minimum": -1500, "maximum": 1500,
-                          "description": "px at 300 ppi; right is +"},
-                    "y": {"type": "integer", "minimum": -1500, "maximum": 1500,
-                          "description": "px at 300 ppi; down is +"},
-                }}}}},
+            "requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": _form_schema(OffsetOptions, offset_files)}}},
             "responses": {"202": accepted, **job_errors},
         }},
         "/api/jobs/calibration": {"post": {
             "tags": ["jobs"], "summary": "A calibration sheet to measure the printer's offset",
             "security": BEARER,
             "requestBody": {"required": True, "content": {
-                **_json({"type": "object", "additionalProperties": False,
-                         "properties": {"paper_size": {"type": "string",
-                                                       "enum": PAPER_SIZES}}}),
-                "application/x-www-form-urlencoded": {"schema": {
-                    "type": "object",
-                    "properties": {"paper_size": {"type": "string", "enum": PAPER_SIZES}}}},
+                **_json(_body_schema(CalibrationOptions)),
+                "application/x-www-form-urlencoded": {
+                    "schema": _form_schema(CalibrationOptions)},
             }},
             "responses": {"202": accepted, **job_errors},
         }},
@@ -225,11 +181,11 @@ def _jobs_paths() -> dict:
             "security": BEARER,
             "parameters": [
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                            "maximum": 500}},
+                                                            "maximum": MAX_LIST}},
                 {"name": "offset", "in": "query", "schema": {"type": "integer",
                                                              "minimum": 0}},
                 {"name": "status", "in": "query", "schema": {"type": "string",
-                                                             "enum": JOB_STATUSES}},
+                                                             "enum": list(JOB_STATUSES)}},
             ],
             "responses": {"200": {"description": "jobs", "content": _json(_ref("JobList"))},
                           "400": _error("invalid query"), **AUTH_ERRORS},
@@ -337,8 +293,8 @@ def _schemas() -> dict:
         "Job": {"type": "object",
                 "required": ["id", "kind", "status", "progress"],
                 "properties": {
-                    "id": {"type": "string"}, "kind": {"type": "string", "enum": JOB_KINDS},
-                    "status": {"type": "string", "enum": JOB_STATUSES},
+                    "id": {"type": "string"}, "kind": {"type": "string", "enum": list(KINDS)},
+                    "status": {"type": "string", "enum": list(JOB_STATUSES)},
                     "progress": {"type": "number", "minimum": 0, "maximum": 1},
                     "message": {"type": "string", "nullable": True},
                     "mode": {"type": "string", "enum": ["celery", "threads"], "nullable": True},
@@ -351,10 +307,10 @@ def _schemas() -> dict:
     }
 
 
-def build_spec() -> dict:
+def build_spec(settings: Settings) -> dict:
     from app.openapi_pages import pages_paths
 
-    paths = {**_auth_paths(), **_jobs_paths(), **_admin_paths(), **_other_paths()}
+    paths = {**_auth_paths(), **_jobs_paths(settings), **_admin_paths(), **_other_paths()}
     for path, operations in pages_paths().items():
         paths[path] = {**paths.get(path, {}), **operations}
     return {
@@ -380,7 +336,7 @@ def build_spec() -> dict:
 def openapi_json():
     spec = current_app.extensions.get("scm.openapi")
     if spec is None:
-        spec = current_app.extensions["scm.openapi"] = build_spec()
+        spec = current_app.extensions["scm.openapi"] = build_spec(current_app.config["SETTINGS"])
     return jsonify(spec)
 
 

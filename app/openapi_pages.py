@@ -3,10 +3,8 @@ actions, printer profiles, worker log tails, and the two pages. Merged by app.op
 from __future__ import annotations
 
 from app.openapi import (
-    ADMIN_ERRORS,
     AUTH_ERRORS,
     BEARER,
-    MANAGER_ERRORS,
     _body_schema,
     _error,
     _json,
@@ -95,16 +93,5 @@ def pages_paths() -> dict:
                                                   "content": _json(_OBJECT)}}}},
         **_job_actions(),
         "/api/profile": _profile(),
-        "/api/celery/workers/{worker}/log": {"get": {
-            "tags": ["admin"], "summary": "The end of one worker's own log file",
-            "security": BEARER,
-            "parameters": [{"name": "worker", "in": "path", "required": True,
-                            "schema": {"type": "string", "maxLength": 200}},
-                           {"name": "bytes", "in": "query", "schema": {
-                               "type": "integer", "minimum": 1, "maximum": 262144}}],
-            "responses": {"200": {"description": "{worker, size, offset, truncated, text}",
-                                  "content": _json(_OBJECT)},
-                          "400": _error("invalid bytes"), "404": _error("no such worker or log"),
-                          **ADMIN_ERRORS, **MANAGER_ERRORS}}},
         "/admin": _html("The operator's dashboard (data from the admin API)"),
     }

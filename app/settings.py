@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
+# SQLAlchemy URL schemes the job store runs on (drivers installed by requirements.txt).
+SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
 # A placeholder people copy from examples; never accepted in production.
 DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
@@ -59,6 +61,14 @@ class Settings(BaseSettings):
     MAX_UPLOAD_MB: int = Field(256, ge=1, le=4096)
     MAX_UPLOAD_FILES: int = Field(600, ge=1, le=10_000)
     OUTPUT_RETENTION_HOURS: float = Field(24.0, gt=0)
+
+    # --- job store, users and shared files ------------------------------------
+    # SQLAlchemy URL of the job and user store. Unset: a SQLite file in the instance
+    # folder (`database_path`). `postgresql+psycopg://...` when several hosts share it.
+    DATABASE_URL: str | None = None
+    # uploads/ and outputs/ live here; the only path hosts share (NFS or similar).
+    # Unset: the instance folder itself (instance/uploads, instance/outputs).
+    STORAGE_DIR: Path | None = None
 
     # --- Celery workers and their supervisor ---------------------------------
     START_CELERY_WORKER: bool = False
@@ -113,15 +123,27 @@ class Settings(BaseSettings):
     @field_validator("CELERY_TEST_FAIL_QUEUE", "REDIS_URL", "REDIS_HOST", "REDIS_PASSWORD",
                      "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "ADMIN_USERNAME",
                      "ADMIN_PASSWORD", "METRICS_TOKEN", "REDIS_SERVER_BINARY", "JWT_SECRET_KEY",
-                     mode="before")
+                     "DATABASE_URL", "STORAGE_DIR", mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("INSTANCE_PATH", mode="after")
+    @field_validator("INSTANCE_PATH", "STORAGE_DIR", mode="after")
     @classmethod
-    def _absolute_instance(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute_path(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @field_validator("DATABASE_URL", mode="after")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in SUPPORTED_DATABASE_SCHEMES:
+            raise ValueError(
+                f"must start with one of {', '.join(s + '://' for s in SUPPORTED_DATABASE_SCHEMES)}"
+                " (e.g. postgresql+psycopg://user:password@host:5432/dbname)")
+        return value
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self):
@@ -159,12 +181,27 @@ class Settings(BaseSettings):
         return self.INSTANCE_PATH / "run"
 
     @property
+    def storage_dir(self) -> Path:
+        """Shared by every host: uploads and outputs, nothing else."""
+        return self.STORAGE_DIR or self.INSTANCE_PATH
+
+    @property
     def outputs_dir(self) -> Path:
-        return self.INSTANCE_PATH / "outputs"
+        return self.storage_dir / "outputs"
 
     @property
     def uploads_dir(self) -> Path:
-        return self.INSTANCE_PATH / "uploads"
+        return self.storage_dir / "uploads"
+
+    def in_storage(self, relative: str | Path) -> Path:
+        """A path a job record holds (relative to STORAGE_DIR) as a path on this host.
+        Records written before STORAGE_DIR existed hold absolute paths: kept as they are."""
+        return self.storage_dir / relative
+
+    def storage_relative(self, path: Path) -> str:
+        """What a job record stores: the path relative to STORAGE_DIR, so two hosts that
+        mount the storage at different places agree."""
+        return Path(path).relative_to(self.storage_dir).as_posix()
 
     @property
     def logs_dir(self) -> Path:
@@ -172,7 +209,12 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
+        """The embedded SQLite file (used when DATABASE_URL is unset)."""
         return self.INSTANCE_PATH / "app.sqlite3"
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or f"sqlite:///{self.database_path}"
 
     @property
     def configured_redis_url(self) -> str | None:
@@ -240,7 +282,7 @@ class Settings(BaseSettings):
         return None
 
     def ensure_dirs(self) -> None:
-        for path in (self.INSTANCE_PATH, self.run_dir, self.outputs_dir,
+        for path in (self.INSTANCE_PATH, self.run_dir, self.storage_dir, self.outputs_dir,
                      self.uploads_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
         # Password hashes, uploads and outputs: no other local user may read them.

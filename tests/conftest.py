@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server per test on a free loopback port, settings per tmp_path.
+"""Shared fixtures: a real redis-server per test on a free loopback port, settings per tmp_path,
+and the job store's backend (SQLite, or a real PostgreSQL on 127.0.0.1:5432).
 
 Every process a fixture starts, the fixture stops.
 """
@@ -15,6 +16,7 @@ import pytest
 
 from app.settings import Settings
 from app.supervisor.redis_binary import find_redis_server
+from tests.database import BACKENDS, PostgresServer, backend_names, current_database_url
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
@@ -107,6 +109,8 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
         EMBEDDED_REDIS=False,
         START_CELERY_WORKER=False,
     )
+    if current_database_url():  # this test runs on PostgreSQL (the db_backend fixture)
+        values["DATABASE_URL"] = current_database_url()
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
@@ -123,5 +127,52 @@ def _isolate_environment(monkeypatch):
     monkeypatch.setenv("SCM_ENV_FILE", "")
     for name in list(os.environ):
         if name.startswith(("REDIS_", "CELERY_", "JWT_", "ADMIN_")) or name in (
-                "APP_ENV", "INSTANCE_PATH", "START_CELERY_WORKER", "METRICS_TOKEN"):
+                "APP_ENV", "INSTANCE_PATH", "START_CELERY_WORKER", "METRICS_TOKEN",
+                "DATABASE_URL", "STORAGE_DIR"):
             monkeypatch.delenv(name, raising=False)
+
+
+# --- the job store's backend ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One database of our own (`scm_test_<pid>_<random>`) for the session, dropped at
+    the end. Unreachable PostgreSQL fails the run under CI=true, skips otherwise."""
+    server = PostgresServer.create()
+    try:
+        yield server
+    finally:
+        server.drop()
+
+
+@pytest.fixture
+def db_backend(request):
+    """"sqlite" or "postgresql" (see `pytest_generate_tests`). On PostgreSQL, every test
+    gets a schema of its own (through the URL's search_path), so tests see only their
+    own rows; `make_settings` then sets DATABASE_URL to it, for subprocesses too."""
+    from tests import database
+
+    name = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        yield name
+        return
+    server = request.getfixturevalue("postgres_server")
+    schema, url = server.new_schema()
+    database.use(url)
+    try:
+        yield name
+    finally:
+        database.use(None)
+        from app.db import dispose_all
+        dispose_all()
+        server.drop_schema(schema)
+
+
+def pytest_generate_tests(metafunc):
+    if "db_backend" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", backend_names(metafunc.definition), indirect=True)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends(*names): job store backends to run on "
+        f"(default {', '.join(BACKENDS)}; slow and *_e2e tests: sqlite)")

@@ -1,4 +1,4 @@
-"""Authentication: users in SQLite, JWT login/refresh/me, roles, `flask users`."""
+"""Authentication: users in the job store database, JWT login/refresh/me, roles, `flask users`."""
 from __future__ import annotations
 
 import logging
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
-    users = UserStore(settings.database_path)
+    users = UserStore(settings.database_url)
     users.init_schema()
     app.extensions["scm.users"] = users
 
@@ -40,7 +40,7 @@ def bootstrap_admin(users: UserStore, username: str | None, password: str | None
     """Create the first admin from ADMIN_USERNAME/ADMIN_PASSWORD; never overwrites a user.
 
     Runs at every app creation (each gunicorn worker), so it must be idempotent and
-    race-free: INSERT OR IGNORE decides between concurrent processes.
+    race-free: the primary key decides between concurrent processes.
     """
     if not username and not password:
         return

@@ -1,31 +1,24 @@
-"""The users table: names, hashed passwords and roles, in the instance SQLite file."""
+"""The users table: names, hashed passwords and roles, in the store DATABASE_URL names
+(the instance SQLite file by default). Schema: `app.db.schema.users`, by migration."""
 from __future__ import annotations
 
 import functools
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.db import connect
+from app.db import as_url, engine_for
+from app.db.schema import users
 
 ROLES = ("admin", "user")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    username      TEXT PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    role          TEXT NOT NULL CHECK (role IN ('admin', 'user')),
-    created_at    REAL NOT NULL
-)
-"""
-
 
 
 @functools.cache
@@ -69,105 +62,83 @@ def validate_password(password: str) -> str:
 
 
 class UserStore:
-    """Small repository over the `users` table; one connection per call keeps it thread-safe."""
+    """Small repository over the `users` table; each call is its own transaction."""
 
-    def __init__(self, db_path: Path | str):
-        self.db_path = Path(db_path)
+    def __init__(self, target: Path | str):
+        self.url = as_url(target)
 
-    def _conn(self) -> sqlite3.Connection:
-        return connect(self.db_path)
+    @property
+    def engine(self) -> Engine:
+        return engine_for(self.url)
 
     def init_schema(self) -> None:
-        conn = self._conn()
-        try:
-            conn.execute(SCHEMA)
-        finally:
-            conn.close()
+        """Open the store once: brings the schema to the newest migration."""
+        self.engine  # noqa: B018 - engine_for migrates on first use
 
     def get(self, username: str) -> User | None:
-        conn = self._conn()
-        try:
-            row = conn.execute("SELECT username, role, created_at FROM users WHERE username = ?",
-                               (username,)).fetchone()
-        finally:
-            conn.close()
-        return User(row["username"], row["role"], row["created_at"]) if row else None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(users.c.username, users.c.role, users.c.created_at)
+                               .where(users.c.username == username)).first()
+        return User(*row) if row else None
 
     def list(self) -> list[User]:
-        conn = self._conn()
-        try:
-            rows = conn.execute(
-                "SELECT username, role, created_at FROM users ORDER BY username").fetchall()
-        finally:
-            conn.close()
-        return [User(r["username"], r["role"], r["created_at"]) for r in rows]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(users.c.username, users.c.role, users.c.created_at)
+                                .order_by(users.c.username))
+            return [User(*row) for row in rows]
 
     def create(self, username: str, password: str, role: str = "user", *,
                if_missing: bool = False) -> User | None:
         """Add a user. With `if_missing`, an existing name is left alone and None returned."""
         validate_username(username)
         validate_password(password)
-        if role not in ROLES:
-            raise UserError(f"role must be one of {', '.join(ROLES)}")
+        _check_role(role)
         if if_missing and self.get(username) is not None:
             return None  # skip the (slow) hash when there is nothing to do
         now = time.time()
-        conn = self._conn()
         try:
-            verb = "INSERT OR IGNORE" if if_missing else "INSERT"
-            cur = conn.execute(
-                f"{verb} INTO users (username, password_hash, role, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                (username, generate_password_hash(password), role, now))
-        except sqlite3.IntegrityError:
+            with self.engine.begin() as conn:
+                conn.execute(users.insert().values(
+                    username=username, password_hash=generate_password_hash(password),
+                    role=role, created_at=now))
+        except sa.exc.IntegrityError:
+            if if_missing:  # another process created it between our check and insert
+                return None
             raise UserError(f"user {username!r} already exists") from None
-        finally:
-            conn.close()
-        if cur.rowcount == 0:  # another process created it between our check and insert
-            return None
         return User(username, role, now)
+
+    def _update(self, username: str, **values) -> None:
+        with self.engine.begin() as conn:
+            changed = conn.execute(users.update().where(users.c.username == username)
+                                   .values(**values)).rowcount
+        if changed == 0:
+            raise UserError(f"no user {username!r}")
 
     def set_password(self, username: str, password: str) -> None:
         validate_password(password)
-        conn = self._conn()
-        try:
-            cur = conn.execute("UPDATE users SET password_hash = ? WHERE username = ?",
-                               (generate_password_hash(password), username))
-        finally:
-            conn.close()
-        if cur.rowcount == 0:
-            raise UserError(f"no user {username!r}")
+        self._update(username, password_hash=generate_password_hash(password))
 
     def set_role(self, username: str, role: str) -> None:
-        if role not in ROLES:
-            raise UserError(f"role must be one of {', '.join(ROLES)}")
-        conn = self._conn()
-        try:
-            cur = conn.execute("UPDATE users SET role = ? WHERE username = ?", (role, username))
-        finally:
-            conn.close()
-        if cur.rowcount == 0:
-            raise UserError(f"no user {username!r}")
+        _check_role(role)
+        self._update(username, role=role)
 
     def delete(self, username: str) -> bool:
-        conn = self._conn()
-        try:
-            cur = conn.execute("DELETE FROM users WHERE username = ?", (username,))
-        finally:
-            conn.close()
-        return cur.rowcount > 0
+        with self.engine.begin() as conn:
+            return conn.execute(users.delete().where(users.c.username == username)).rowcount > 0
 
     def authenticate(self, username: str, password: str) -> User | None:
-        conn = self._conn()
-        try:
-            row = conn.execute(
-                "SELECT username, role, created_at, password_hash FROM users WHERE username = ?",
-                (username,)).fetchone()
-        finally:
-            conn.close()
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(users.c.username, users.c.role, users.c.created_at,
+                                         users.c.password_hash)
+                               .where(users.c.username == username)).first()
         if row is None:
             check_password_hash(_dummy_hash(), password)
             return None
-        if not check_password_hash(row["password_hash"], password):
+        if not check_password_hash(row.password_hash, password):
             return None
-        return User(row["username"], row["role"], row["created_at"])
+        return User(row.username, row.role, row.created_at)
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")

@@ -32,11 +32,10 @@ from pypdf.generic import (
 
 from app.cards.errors import CardError
 from app.cards.layouts import PT_PER_PX
-from app.cards.options import as_int
+from app.cards.options import OffsetOptions
 from app.cards.pdf import BACK_PREFIX, FRONT_PREFIX, num, write_atomically
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
 
-MAX_OFFSET_PX = 600          # 2 in: anything larger is a typo, not a printer
 MARK_INSET_PX = 112          # registration marks start this far from the page edges
 _READ_ERRORS = (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
                 RecursionError, OSError, NotImplementedError, AssertionError)
@@ -53,11 +52,8 @@ class OffsetResult:
 def offset_pdf(*, input, output, x, y, progress: ProgressCallback | None = None) -> OffsetResult:
     """Write `input` to `output` with its back pages moved x px right and y px down (300 ppi)."""
     report = Progress(progress)
-    x, y = as_int(x, "x"), as_int(y, "y")
-    for axis, value in (("x", x), ("y", y)):
-        if abs(value) > MAX_OFFSET_PX:
-            raise CardError(f"{axis} offset {value} px is out of range "
-                            f"(-{MAX_OFFSET_PX} to {MAX_OFFSET_PX})")
+    shift = OffsetOptions.parse(x=x, y=y)
+    x, y = shift.x, shift.y
     source = Path(input)
     if not source.is_file():
         raise CardError(f"input: {os.fspath(input)!r} is not a file")

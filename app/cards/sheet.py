@@ -11,17 +11,7 @@ from app.cards.errors import CardError
 from app.cards.images import Demand, PreparedImage, Spool, prepare_image
 from app.cards.inputs import CardFiles, collect
 from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper, get_layout
-from app.cards.options import (
-    Crop,
-    as_bool,
-    as_int,
-    check_extend_corners,
-    check_ppi,
-    check_quality,
-    check_skip,
-    clean_name,
-    parse_crop,
-)
+from app.cards.options import Crop, SheetOptions, as_int
 from app.cards.pdf import Content, SheetWriter, text_width
 from app.cards.placement import Slot, card_draws, rect_pt
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
@@ -96,28 +86,25 @@ def plan_pages(layout: Layout, singles: list[str], doubles: list[str], *,
 # --------------------------------------------------------------------------- public entry
 
 def generate_sheets(*, front_dir, output, back_dir=None, double_sided_dir=None, back_file=None,
-                    card_size="standard", paper_size="letter", only_fronts=False, crop=None,
-                    extend_corners=0, ppi=300, quality=100, skip=(), name=None,
-                    max_image_pixels=50_000_000,
-                    progress: ProgressCallback | None = None) -> SheetResult:
+                    options: SheetOptions | None = None, max_image_pixels=50_000_000,
+                    progress: ProgressCallback | None = None, **option_values) -> SheetResult:
     """Lay the card images out on printable sheets and write the PDF to `output`.
 
     front_dir is searched recursively; back_dir holds the common back (back_file picks
     one when it holds several; no back means marks-only back pages); double_sided_dir
-    holds backs named like their fronts. Everything the user can get wrong raises
+    holds backs named like their fronts. `options` is a SheetOptions, or give its fields
+    as keywords (card_size="poker", ppi=600, ...). Everything the user can get wrong raises
     CardError; inputs are never modified; `output` appears complete or not at all.
     progress(fraction, message) is called per image and per page and may raise to cancel.
     """
     report = Progress(progress)
     report(0.0, "Checking options")
-    layout = get_layout(paper_size, card_size)
-    crop_spec = parse_crop(crop, card_size)
-    ppi = check_ppi(ppi)
-    quality = check_quality(quality)
-    extend = check_extend_corners(extend_corners, layout.card_w, layout.card_h)
-    skip_set, warnings = check_skip(skip, layout.slots)
-    only_fronts = as_bool(only_fronts, "only_fronts")
-    label_name, name_warnings = clean_name(name)
+    options = SheetOptions.parse(options, **option_values)
+    layout, crop_spec = options.layout, options.crop_spec
+    ppi, quality, extend, only_fronts = (options.ppi, options.quality, options.extend_corners,
+                                         options.only_fronts)
+    skip_set, warnings = options.skip_slots()
+    label_name, name_warnings = options.label_name()
     warnings += name_warnings
     max_pixels = as_int(max_image_pixels, "max_image_pixels")
     if max_pixels < 1:

@@ -13,9 +13,17 @@ from app.cards.calibration import calibration_sheet
 from app.cards.errors import CardError
 from app.cards.layouts import CARD_SIZES, PAPERS, supported_layouts
 from app.cards.offset import offset_pdf
+from app.cards.options import PPI_RANGE, CalibrationOptions, OffsetOptions, SheetOptions
 from app.cards.sheet import generate_sheets
 
 DEFAULT_MAX_PIXELS = 50_000_000
+# Defaults and help come from the option models, which also do the checking.
+SHEET, OFFSET = SheetOptions(), OffsetOptions()
+
+
+def _help(model, field: str) -> str:
+    text = model.model_fields[field].description or ""
+    return text[:1].upper() + text[1:] + "."
 
 
 class _OneLineErrors:
@@ -61,24 +69,27 @@ def _warn(warnings: list[str]) -> None:
 @click.option("--back-file", type=click.Path(), help="Which image of --back-dir is the back, if it holds several.")
 @click.option("--double-sided-dir", type=click.Path(), help="Backs of double-sided cards, named like their fronts.")
 @click.option("--output", required=True, type=click.Path(), help="PDF file to write.")
-@click.option("--card-size", default="standard", show_default=True, type=click.Choice(list(CARD_SIZES)))
-@click.option("--paper-size", default="letter", show_default=True, type=click.Choice(list(PAPERS)))
-@click.option("--only-fronts", is_flag=True, help="Front pages only, no back pages.")
-@click.option("--crop", help="Border to remove: percent (6.5), millimetres (3mm) or inches (0.125in).")
-@click.option("--extend-corners", default=0, show_default=True, type=int, help="Px to replace at the card edges.")
-@click.option("--ppi", default=300, show_default=True, type=int, help="Image resolution target (72-1200).")
-@click.option("--quality", default=100, show_default=True, type=int, help="100 = lossless; lower = JPEG.")
-@click.option("--skip", type=int, multiple=True, help="Slot index to leave empty (repeatable).")
-@click.option("--name", help="Name printed in the sheet label.")
+@click.option("--card-size", default=SHEET.card_size, show_default=True, type=click.Choice(list(CARD_SIZES)))
+@click.option("--paper-size", default=SHEET.paper_size, show_default=True, type=click.Choice(list(PAPERS)))
+@click.option("--only-fronts", is_flag=True, help=_help(SheetOptions, "only_fronts"))
+@click.option("--crop", help=_help(SheetOptions, "crop"))
+@click.option("--extend-corners", default=SHEET.extend_corners, show_default=True, type=int,
+              help=_help(SheetOptions, "extend_corners"))
+@click.option("--ppi", default=SHEET.ppi, show_default=True, type=int,
+              help=f"Image resolution target ({PPI_RANGE[0]}-{PPI_RANGE[1]}).")
+@click.option("--quality", default=SHEET.quality, show_default=True, type=int, help=_help(SheetOptions, "quality"))
+@click.option("--skip", type=int, multiple=True, help="Slot index to leave empty (repeatable; 0 = top left).")
+@click.option("--name", help=_help(SheetOptions, "name"))
 def generate_command(front_dir, back_dir, back_file, double_sided_dir, output, card_size, paper_size,
                      only_fronts, crop, extend_corners, ppi, quality, skip, name):
     """Lay card images out on printable sheets."""
     try:
+        options = SheetOptions.parse(
+            card_size=card_size, paper_size=paper_size, only_fronts=only_fronts, crop=crop,
+            extend_corners=extend_corners, ppi=ppi, quality=quality, skip=skip, name=name)
         result = generate_sheets(
             front_dir=front_dir, back_dir=back_dir, back_file=back_file,
-            double_sided_dir=double_sided_dir, output=output, card_size=card_size,
-            paper_size=paper_size, only_fronts=only_fronts, crop=crop,
-            extend_corners=extend_corners, ppi=ppi, quality=quality, skip=skip, name=name,
+            double_sided_dir=double_sided_dir, output=output, options=options,
             max_image_pixels=_max_pixels(),
         )
     except CardError as exc:
@@ -90,12 +101,13 @@ def generate_command(front_dir, back_dir, back_file, double_sided_dir, output, c
 @cards_cli.command("offset", cls=_Command)
 @click.argument("input_pdf", metavar="IN.pdf", type=click.Path())
 @click.option("--output", required=True, type=click.Path(), help="PDF file to write.")
-@click.option("-x", "x", default=0, show_default=True, type=int, help="Px (300 ppi) to move back pages right.")
-@click.option("-y", "y", default=0, show_default=True, type=int, help="Px (300 ppi) to move back pages down.")
+@click.option("-x", "x", default=OFFSET.x, show_default=True, type=int, help=_help(OffsetOptions, "x"))
+@click.option("-y", "y", default=OFFSET.y, show_default=True, type=int, help=_help(OffsetOptions, "y"))
 def offset_command(input_pdf, output, x, y):
     """Shift the back pages of a sheet PDF."""
     try:
-        result = offset_pdf(input=input_pdf, output=output, x=x, y=y)
+        shift = OffsetOptions.parse(x=x, y=y)
+        result = offset_pdf(input=input_pdf, output=output, x=shift.x, y=shift.y)
     except CardError as exc:
         raise click.ClickException(str(exc)) from None
     _warn(result.warnings)
@@ -104,12 +116,14 @@ def offset_command(input_pdf, output, x, y):
 
 
 @cards_cli.command("calibration", cls=_Command)
-@click.option("--paper-size", default="letter", show_default=True, type=click.Choice(list(PAPERS)))
+@click.option("--paper-size", default=CalibrationOptions().paper_size, show_default=True,
+              type=click.Choice(list(PAPERS)))
 @click.option("--output", required=True, type=click.Path(), help="PDF file to write.")
 def calibration_command(paper_size, output):
     """Write the two-page offset calibration sheet."""
     try:
-        path = calibration_sheet(paper_size=paper_size, output=output)
+        options = CalibrationOptions.parse(paper_size=paper_size)
+        path = calibration_sheet(paper_size=options.paper_size, output=output)
     except CardError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Wrote {path}")

@@ -14,7 +14,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from app.jobs.store import FINISHED, Job, JobStore
+from app.jobs.names import FINISHED
+from app.jobs.store import Job, JobStore
 from app.jobs.thumbnails import thumbnail_paths
 from app.settings import Settings
 
@@ -64,7 +65,7 @@ class JobActions:
                  self.settings.uploads_dir / job.id,
                  *thumbnail_paths(self.settings, job.id)]
         if job.output_path:
-            files.append(Path(job.output_path))
+            files.append(self.settings.in_storage(job.output_path))
         return files
 
     def _revoke(self, job: Job, *, terminate: bool) -> None:

@@ -4,15 +4,13 @@ Same rules as app.jobs.api: a JWT, users act on their own jobs (admins on all), 
 else's job is a 404."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Blueprint, current_app, jsonify, send_file
 from flask_jwt_extended import jwt_required
 
 from app.errors import APIError
 from app.jobs import services
 from app.jobs.actions import JobActions, celery_revoker
-from app.jobs.api import _visible_job, job_view
+from app.jobs.api import _output_file, _visible_job, job_view
 from app.jobs.thumbnails import SIDES, NoSuchPage, ThumbnailBusy, thumbnail
 
 bp = Blueprint("jobs_actions", __name__, url_prefix="/api/jobs")
@@ -46,8 +44,8 @@ def job_thumbnail(job_id: str, side: str):
     job = _visible_job(job_id)
     if side not in SIDES:
         raise APIError(404, "not_found", f"side must be one of {', '.join(SIDES)}")
-    path = Path(job.output_path) if job.output_path else None
-    if job.status != "succeeded" or path is None or not path.is_file():
+    path = _output_file(job)
+    if job.status != "succeeded" or path is None:
         raise APIError(409, "not_ready", f"the job is {job.status}; no result to show")
     try:
         png = thumbnail(current_app.config["SETTINGS"], job.id, path, side)

@@ -14,13 +14,16 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
+from app.cards.options import Options
 from app.celery_config import QUEUE_FOR_KIND
 from app.errors import APIError
-from app.jobs import services
+from app.jobs.engine import OffsetJobParams, SheetJobParams
+from app.jobs.job_services import ServicesProvider, provide_services, services
+from app.jobs.names import JOB_STATUSES
 from app.jobs.presentation import download_name, extra_view
-from app.jobs.store import STATUSES, Job, new_job_id
+from app.jobs.store import Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
-from app.jobs.validation import (bad, boolean, calibration_params, integer, offset_params,
+from app.jobs.validation import (bad, calibration_params, integer, offset_params,
                                  sheet_params, text_field)
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,15 @@ log = logging.getLogger(__name__)
 bp = Blueprint("jobs_api", __name__, url_prefix="/api/jobs")
 
 MAX_LIST = 500
+
+
+def init_app(app, provider: ServicesProvider) -> None:
+    """Register the blueprint; `provider` gives this process's JobServices."""
+    from app.jobs.actions_api import bp as actions_bp
+
+    provide_services(app, provider)
+    app.register_blueprint(bp)
+    app.register_blueprint(actions_bp)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -76,11 +88,12 @@ def _accepted(job: Job):
     return response
 
 
-def _create_and_dispatch(job_id: str, kind: str, params: dict) -> Job:
+def _create_and_dispatch(job_id: str, kind: str, params: Options) -> Job:
+    """Store the job with its params as the model's JSON (the worker validates it again)."""
     jobs = services(current_app)
     user, _admin = _caller()
-    job = jobs.store.create(owner=user, kind=kind, params=params, queue=QUEUE_FOR_KIND[kind],
-                            job_id=job_id)
+    job = jobs.store.create(owner=user, kind=kind, params=params.model_dump(mode="json"),
+                            queue=QUEUE_FOR_KIND[kind], job_id=job_id)
     try:
         jobs.dispatcher.submit(job)
     except Exception:
@@ -90,9 +103,18 @@ def _create_and_dispatch(job_id: str, kind: str, params: dict) -> Job:
     return job
 
 
-def _printer_offset() -> dict:
+def _printer_offset_if_asked(form) -> dict | None:
+    """The caller's saved printer offset (app.profiles) when `apply_profile` is true."""
+    from app.cards.errors import CardError
+    from app.cards.options import as_bool
     from app.profiles import profiles
 
+    try:
+        wanted = as_bool(text_field(form, "apply_profile", default="false"), "apply_profile")
+    except CardError as exc:
+        raise bad(str(exc)) from None
+    if not wanted:
+        return None
     profile = profiles(current_app).get(_caller()[0])
     if profile is None:
         raise bad("apply_profile: you have no saved printer profile yet", "no_profile")
@@ -109,8 +131,7 @@ def _settings():
 def submit_sheets():
     settings = _settings()
     params = sheet_params(request.form)
-    if boolean(text_field(request.form, "apply_profile", default="false"), "apply_profile"):
-        params["printer_offset"] = _printer_offset()
+    printer_offset = _printer_offset_if_asked(request.form)
     fronts = present(request.files.getlist("fronts") + request.files.getlist("fronts[]"))
     backs = present(request.files.getlist("back"))
     doubles = present(request.files.getlist("double_sided")
@@ -119,7 +140,7 @@ def submit_sheets():
         raise bad("upload at least one card image as 'fronts'", "missing_file")
     if len(backs) > 1:
         raise bad("upload at most one 'back' image (it is used for every card)")
-    if params["only_fronts"] and (backs or doubles):
+    if params.only_fronts and (backs or doubles):
         raise bad("only_fronts cannot be combined with a back or double-sided images")
     total = len(fronts) + len(backs) + len(doubles)
     if total > settings.MAX_UPLOAD_FILES:
@@ -139,10 +160,12 @@ def submit_sheets():
             shown = ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")
             raise bad(f"double_sided: no front with the same file name for {shown}",
                       "invalid_file")
-        params["files"] = {"fronts": len(front_names), "back": len(backs),
-                           "double_sided": len(double_names)}
+        files = {"fronts": len(front_names), "back": len(backs),
+                 "double_sided": len(double_names)}
         staging.commit()
-    return _accepted(_create_and_dispatch(job_id, "sheets", params))
+    return _accepted(_create_and_dispatch(job_id, "sheets",
+                                          SheetJobParams.parse(
+        params, files=files, printer_offset=printer_offset)))
 
 
 @bp.post("/offset")
@@ -165,11 +188,11 @@ def submit_offset():
     with Staging(settings.uploads_dir, job_id) as staging:
         if source_path is not None:
             link_or_copy(source_path, staging.path / "input.pdf")
-            params["source_job_id"] = source_id
         else:
             save_pdf(staging, pdfs[0])
         staging.commit()
-    return _accepted(_create_and_dispatch(job_id, "offset", params))
+    return _accepted(_create_and_dispatch(job_id, "offset", OffsetJobParams.parse(
+        params, source_job_id=source_id)))
 
 
 def _source_output(source_id: str) -> Path:
@@ -177,10 +200,19 @@ def _source_output(source_id: str) -> Path:
     job = services(current_app).store.get(source_id) if len(source_id) <= 64 else None
     if job is None or (job.owner != user and not admin):
         raise bad("source_job_id: no such job", "invalid_source_job")
-    if job.status != "succeeded" or not job.output_path or not Path(job.output_path).is_file():
+    path = _output_file(job)
+    if job.status != "succeeded" or path is None:
         raise bad(f"source_job_id: job {source_id} has no PDF to offset "
                   f"(status {job.status})", "invalid_source_job")
-    return Path(job.output_path)
+    return path
+
+
+def _output_file(job: Job) -> Path | None:
+    """The job's PDF on this host's view of STORAGE_DIR, if it is still there."""
+    if not job.output_path:
+        return None
+    path = current_app.config["SETTINGS"].in_storage(job.output_path)
+    return path if path.is_file() else None
 
 
 @bp.post("/calibration")
@@ -211,8 +243,8 @@ def result(job_id: str):
         raise APIError(409, "job_failed", f"the job failed: {job.error or 'unknown error'}")
     if job.status != "succeeded":
         raise APIError(409, "not_ready", f"the job is {job.status}; try again later")
-    path = Path(job.output_path) if job.output_path else None
-    if path is None or not path.is_file():
+    path = _output_file(job)
+    if path is None:
         raise APIError(410, "expired", "the result has been cleaned up; submit the job again")
     return send_file(path, mimetype="application/pdf", as_attachment=True,
                      download_name=download_name(job), max_age=0)
@@ -225,8 +257,8 @@ def list_jobs():
     limit = integer(request.args.get("limit", "100"), "limit", 1, MAX_LIST)
     offset = integer(request.args.get("offset", "0"), "offset", 0, 10**9)
     wanted = request.args.get("status")
-    if wanted is not None and wanted not in STATUSES:
-        raise bad(f"status must be one of {', '.join(STATUSES)}")
+    if wanted is not None and wanted not in JOB_STATUSES:
+        raise bad(f"status must be one of {', '.join(JOB_STATUSES)}")
     jobs = services(current_app).store.list(owner=None if admin else user, status=wanted,
                                             limit=limit, offset=offset)
     return jsonify({"jobs": [job_view(job) for job in jobs]})

@@ -1,5 +1,7 @@
 """Remove outputs and uploads older than OUTPUT_RETENTION_HOURS.
 
+Works on STORAGE_DIR (uploads/, outputs/), which hosts share: whichever host runs it
+decides from the shared job store, so it never removes another host's live files.
 Called by the `cleanup_outputs` Celery task and by the reconciler's periodic tick.
 Never touches the files of a job that is still queued or running.
 """
@@ -53,7 +55,7 @@ def cleanup_expired(settings: Settings, store: JobStore, *, now: float | None = 
         # The canonical path too: a run that lost its lease may have left a file behind.
         paths = {settings.outputs_dir / f"{job.id}.pdf"}
         if job.output_path:
-            paths.add(Path(job.output_path))
+            paths.add(settings.in_storage(job.output_path))
         if sum(_remove(path) for path in paths):
             counts["outputs"] += 1
         if _remove(settings.uploads_dir / job.id):

@@ -1,25 +1,53 @@
 """The one place where jobs call the card engine (`app.cards`).
 
-Keeps the mapping from a job's stored params and upload folder to the engine's keyword
-arguments in one module, so an engine signature change touches nothing else.
+Per job kind: the params model a job stores and the engine call that makes its PDF. The
+API validates a submission into the kind's model and stores `model_dump(mode="json")`;
+the worker validates the stored params into the same model again, so a job can carry no
+value the engine would refuse, and an old or hand-made row fails with the engine's
+message instead of a traceback.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from pydantic import Field
+
+from app.cards import calibration_sheet, generate_sheets, offset_pdf
 from app.cards.errors import CardError
+from app.cards.options import CalibrationOptions, OffsetOptions, Options, SheetOptions
 from app.settings import Settings
 
 # Exceptions that mean "the user's input is wrong": the job fails at once with the
-# message, no retry.
+# message, no retry. (OptionError, for stored params the models refuse, is a CardError.)
 USER_ERRORS: tuple[type[BaseException], ...] = (CardError,)
 
 Progress = Callable[[float, str], None] | None
 
 
-def _folder(path: Path) -> Path | None:
-    return path if path.is_dir() and any(path.iterdir()) else None
+class SheetJobParams(SheetOptions):
+    """A sheets job: its sheet options and, for the record, how many files were uploaded."""
+
+    files: dict[str, int] | None = None
+    # The owner's saved printer profile, when the submission asked for it: the back pages
+    # of the new PDF are shifted by it (issue 10).
+    printer_offset: OffsetOptions | None = None
+
+
+class OffsetJobParams(OffsetOptions):
+    """An offset job: the shift, and the job whose PDF it shifts when not an upload."""
+
+    source_job_id: str | None = Field(None, max_length=64)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """`make(inputs, params, output, progress, settings)` writes `output` and returns a
+    one-line summary for the job's message; `inputs` is the job's upload folder."""
+
+    params: type[Options]
+    make: Callable[[Path, Options, Path, Progress, Settings], str]
 
 
 def _summary(text: str, warnings: list[str]) -> str:
@@ -30,42 +58,28 @@ def _summary(text: str, warnings: list[str]) -> str:
     return "\n".join(line[:500] for line in lines[:20])[:2000]
 
 
-def generate(inputs: Path, params: dict, output: Path, progress: Progress, *,
-             settings: Settings) -> str:
-    """Returns a one-line summary (with the engine's warnings) for the job's message.
+def _folder(path: Path) -> Path | None:
+    return path if path.is_dir() and any(path.iterdir()) else None
 
-    With params["printer_offset"] ({"x", "y"}: the owner's saved printer profile), the
-    back pages of the new sheets are shifted by it before the PDF is handed out."""
-    from app import cards
 
-    shift = params.get("printer_offset")
+def _sheets(inputs: Path, params: SheetJobParams, output: Path, progress: Progress,
+            settings: Settings) -> str:
+    shift = params.printer_offset
     target = output.with_name(f".{output.name}.unshifted") if shift else output
-    back_dir = _folder(inputs / "back")
     try:
-        result = cards.generate_sheets(
-            front_dir=inputs / "fronts",
-            back_dir=back_dir,
-            double_sided_dir=_folder(inputs / "double_sided"),
-            output=target,
-            card_size=params.get("card_size", "standard"),
-            paper_size=params.get("paper_size", "letter"),
-            only_fronts=bool(params.get("only_fronts", False)),
-            crop=params.get("crop"),
-            extend_corners=int(params.get("extend_corners", 0)),
-            ppi=int(params.get("ppi", 300)),
-            quality=int(params.get("quality", 100)),
-            skip=list(params.get("skip") or ()),
-            name=params.get("name"),
+        result = generate_sheets(
+            front_dir=inputs / "fronts", back_dir=_folder(inputs / "back"),
+            double_sided_dir=_folder(inputs / "double_sided"), output=target,
+            options=params.model_copy(update={"printer_offset": None}),
             max_image_pixels=settings.MAX_IMAGE_PIXELS,
-            progress=_scaled(progress, 0.0, 0.9 if shift else 1.0),
-        )
-        warnings = list(result.warnings)
+            progress=_scaled(progress, 0.0, 0.9 if shift else 1.0))
         summary = f"{result.sheets} sheet(s), {result.pages} page(s), {result.cards} card(s)"
+        warnings = list(result.warnings)
         if shift:
-            shifted = cards.offset_pdf(input=target, output=output, x=int(shift["x"]),
-                                       y=int(shift["y"]), progress=_scaled(progress, 0.9, 1.0))
+            shifted = offset_pdf(input=target, output=output, x=shift.x, y=shift.y,
+                                 progress=_scaled(progress, 0.9, 1.0))
             warnings += shifted.warnings
-            summary += f", back pages shifted by ({shift['x']}, {shift['y']}) px"
+            summary += f", back pages shifted by ({shift.x}, {shift.y}) px"
     finally:
         if shift:
             target.unlink(missing_ok=True)
@@ -78,18 +92,34 @@ def _scaled(progress: Progress, start: float, end: float) -> Progress:
     return lambda fraction, message: progress(start + (end - start) * fraction, message)
 
 
-def offset(source: Path, x: int, y: int, output: Path, progress: Progress) -> str:
-    from app import cards
-
+def _offset(inputs: Path, params: OffsetJobParams, output: Path, progress: Progress,
+            settings: Settings) -> str:
+    source = inputs / "input.pdf"
     if not source.is_file():
         raise CardError("the job's input PDF is missing (it may have expired)")
-    result = cards.offset_pdf(input=source, output=output, x=x, y=y, progress=progress)
-    return _summary(f"{len(result.shifted)} of {result.pages} page(s) shifted by ({x}, {y}) px",
-                    list(result.warnings))
+    result = offset_pdf(input=source, output=output, x=params.x, y=params.y, progress=progress)
+    return _summary(f"{len(result.shifted)} of {result.pages} page(s) shifted by "
+                    f"({params.x}, {params.y}) px", list(result.warnings))
 
 
-def calibration(paper_size: str, output: Path, progress: Progress) -> str:
-    from app import cards
+def _calibration(inputs: Path, params: CalibrationOptions, output: Path, progress: Progress,
+                 settings: Settings) -> str:
+    calibration_sheet(paper_size=params.paper_size, output=output, progress=progress)
+    return f"calibration sheet for {params.paper_size}"
 
-    cards.calibration_sheet(paper_size=paper_size, output=output, progress=progress)
-    return f"calibration sheet for {paper_size}"
+
+KINDS: dict[str, JobKind] = {
+    "sheets": JobKind(SheetJobParams, _sheets),
+    "offset": JobKind(OffsetJobParams, _offset),
+    "calibration": JobKind(CalibrationOptions, _calibration),
+}
+
+
+def make_pdf(kind: str, stored_params: dict, inputs: Path, output: Path, progress: Progress,
+             *, settings: Settings) -> str:
+    """Validate a job's stored params into its kind's model and let the engine write `output`."""
+    job_kind = KINDS.get(kind)
+    if job_kind is None:
+        raise CardError(f"unknown job kind {kind!r}")
+    params = job_kind.params.parse(stored_params)
+    return job_kind.make(inputs, params, output, progress, settings)

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from app.db import TRANSIENT_ERRORS
 from app.jobs import engine
 from app.jobs.holders import holder_is_dead
-from app.jobs.store import JobStore, store_for
+from app.jobs.store import Job, JobStore, store_for
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def is_transient(exc: BaseException) -> bool:
     """Failures a retry may cure: I/O hiccups, disk full, a busy database, timeouts."""
     if isinstance(exc, _PERMANENT_OS_ERRORS):
         return False
-    return isinstance(exc, (OSError, sqlite3.OperationalError, TimeoutError, MemoryError))
+    return isinstance(exc, (OSError, *TRANSIENT_ERRORS, TimeoutError, MemoryError))
 
 
 def retry_delay(retries_done: int, *, base: float = 1.0, cap: float = 30.0) -> float:
@@ -74,47 +74,19 @@ def output_path(settings: Settings, job_id: str) -> Path:
     return settings.outputs_dir / f"{job_id}.pdf"
 
 
-# --- the plain per-kind functions ------------------------------------------------------
-# Each returns (output path, one-line summary for the job's message).
-def generate_sheets(job_id: str, params: dict, progress: Progress | None = None, *,
-                    settings: Settings) -> tuple[Path, str]:
-    """Card images in uploads/<job_id>/ -> outputs/<job_id>.pdf."""
-    return _produce(settings, job_id, lambda out: engine.generate(
-        upload_dir(settings, job_id), params, out, progress, settings=settings))
+def produce(settings: Settings, job: Job, progress: Progress | None) -> tuple[Path, str]:
+    """The job's PDF and a one-line summary for its message.
 
-
-def offset_sheets(job_id: str, params: dict, progress: Progress | None = None, *,
-                  settings: Settings) -> tuple[Path, str]:
-    """uploads/<job_id>/input.pdf with back pages shifted -> outputs/<job_id>.pdf."""
-    source = upload_dir(settings, job_id) / "input.pdf"
-    return _produce(settings, job_id, lambda out: engine.offset(
-        source, int(params.get("x", 0)), int(params.get("y", 0)), out, progress))
-
-
-def calibration_sheet(job_id: str, params: dict, progress: Progress | None = None, *,
-                      settings: Settings) -> tuple[Path, str]:
-    return _produce(settings, job_id, lambda out: engine.calibration(
-        params["paper_size"], out, progress))
-
-
-KIND_FUNCTIONS = {
-    "sheets": generate_sheets,
-    "offset": offset_sheets,
-    "calibration": calibration_sheet,
-}
-
-
-def _produce(settings: Settings, job_id: str,
-             write: Callable[[Path], str | None]) -> tuple[Path, str]:
-    """Let the card engine write the final path directly: every engine entry point writes
+    The card engine writes the final path directly: every engine entry point writes
     through `app.cards.pdf.write_atomically` (a unique temporary file beside the target,
     then `os.replace`), so a killed run or two racing runs of one job never leave a
     partial PDF there. A second temporary file + rename + fsync here only doubled the I/O.
     """
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    final = output_path(settings, job_id)
-    summary = write(final) or ""
-    return final, summary
+    final = output_path(settings, job.id)
+    summary = engine.make_pdf(job.kind, job.params, upload_dir(settings, job.id), final,
+                              progress, settings=settings)
+    return final, summary or ""
 
 
 # --- the lease keeper -------------------------------------------------------------------
@@ -155,7 +127,7 @@ class _LeaseKeeper:
             if not self.store.heartbeat(self.job_id, self.token, progress=fraction,
                                         message=message):
                 self.lost.set()
-        except sqlite3.OperationalError as exc:  # busy database: try again next beat
+        except TRANSIENT_ERRORS as exc:  # busy or restarting database: next beat
             log.warning("heartbeat of job %s failed: %s", self.job_id, exc)
 
     def _loop(self) -> None:
@@ -199,7 +171,7 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
     TransientJobError so the caller can retry; otherwise it fails the job.
     A permanent failure marks the job failed and returns status "failed" with "error".
     """
-    store = store or store_for(settings.database_path)
+    store = store or store_for(settings.database_url)
     claim = store.claim(job_id, worker=runner, worker_node=worker_node or runner,
                         lease_seconds=lease_seconds, max_attempts=MAX_ATTEMPTS)
     if claim.outcome == "busy" and holder_is_dead(claim.job.worker):
@@ -217,13 +189,10 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
         return {"job_id": job_id, "status": status, "skipped": claim.outcome}
 
     job, token = claim.job, claim.token
-    function = KIND_FUNCTIONS.get(job.kind)
     started = time.monotonic()
     with _LeaseKeeper(store, job_id, token, progress, heartbeat_seconds) as keeper:
         try:
-            if function is None:
-                raise JobFailed(f"unknown job kind {job.kind!r}")
-            path, summary = function(job_id, job.params, keeper.progress, settings=settings)
+            path, summary = produce(settings, job, keeper.progress)
         except LeaseLost:
             log.warning("job %s: lease lost by %s; another run owns it now", job_id, runner)
             return {"job_id": job_id, "status": "running", "skipped": "lease_lost"}
@@ -235,7 +204,7 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
             message = _unexpected(store, job_id, token, exc, retry_transient)
             return {"job_id": job_id, "status": "failed", "error": message}
     elapsed = f"done in {time.monotonic() - started:.1f} s"
-    if not store.succeed(job_id, token, output_path=str(path),
+    if not store.succeed(job_id, token, output_path=settings.storage_relative(path),
                          message=f"{elapsed}: {summary}" if summary else elapsed):
         log.warning("job %s: finished by %s after losing its lease; result not recorded "
                     "(the run holding the lease records it)", job_id, runner)

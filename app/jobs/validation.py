@@ -1,32 +1,31 @@
 """Up-front validation of job submissions: every bad input becomes a 400 before anything
 is stored or queued.
 
-Option rules come from the card engine (`app.cards.options`, `app.cards.layouts`), so
-the API and `flask cards ...` accept exactly the same values. On top of those, this
-module bounds what a request can make us parse (field lengths, list sizes, digit
-counts) so that hostile input costs nothing.
+Options are the card engine's own models (`app.cards.options`): this module only reads
+their fields from a form and turns an `OptionError` into a 400 naming the field, so the
+API, `flask cards ...` and the worker accept exactly the same values. On top of those, it
+bounds what a request can make us parse (field lengths, list sizes) so that hostile input
+costs nothing.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from werkzeug.utils import secure_filename
 
-from app.cards import layouts, options
-from app.cards.errors import CardError
-from app.cards.offset import MAX_OFFSET_PX
+from app.cards.options import (SKIP_MAX_VALUES, CalibrationOptions, OffsetOptions, OptionError,
+                               Options, SheetOptions)
 from app.errors import APIError
 
 MAX_FIELD_CHARS = 1000       # any single text field
 MAX_NUMBER_CHARS = 12        # "-12345678901": anything longer is not a sane number
-MAX_SKIP_VALUES = 256        # raw entries before de-duplication (the biggest sheet has 40)
 MAX_PATH_DEPTH = 8
 MAX_NAME_CHARS = 255
-TRUE = {"1", "true", "yes", "on"}
-FALSE = {"0", "false", "no", "off", ""}
+
+M = TypeVar("M", bound=Options)
 
 
 def bad(message: str, code: str = "invalid_input") -> APIError:
@@ -48,15 +47,8 @@ def text_field(form, name: str, *, default: str | None = None) -> str | None:
     return value
 
 
-def boolean(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
-        return value.strip().lower() in TRUE
-    raise bad(f"{name} must be true or false, not {str(value)[:40]!r}")
-
-
 def integer(value: Any, name: str, low: int, high: int) -> int:
+    """A query parameter such as `limit` (no option model covers those)."""
     if isinstance(value, bool) or value is None:
         raise bad(f"{name} must be a whole number between {low} and {high}")
     if isinstance(value, str):
@@ -72,90 +64,54 @@ def integer(value: Any, name: str, low: int, high: int) -> int:
     return value
 
 
-def _engine(check, *args):
-    """Run one of the card engine's option checks; its CardError becomes a 400."""
+# --- option sets ------------------------------------------------------------------------
+def validated(model: type[M], values: Any) -> M:
+    """The model built from `values`, or a 400 whose message names the bad field."""
     try:
-        return check(*args)
-    except CardError as exc:
+        return model.parse(values)
+    except OptionError as exc:
         raise bad(str(exc)) from None
 
 
-# --- option sets ------------------------------------------------------------------------
-def sheet_params(form) -> dict:
-    paper = text_field(form, "paper_size", default="letter").strip().lower()
-    card = text_field(form, "card_size", default="standard").strip().lower()
-    layout = _engine(layouts.get_layout, paper, card)
+def form_options(model: type[M], form, *, lists: tuple[str, ...] = ()) -> M:
+    """The model's fields read from a form; absent fields keep the model's defaults.
 
-    crop = text_field(form, "crop")
-    crop = crop.strip() if crop and crop.strip() else None
-    _engine(options.parse_crop, crop, card)
-
-    extend = text_field(form, "extend_corners", default="0")
-    extend = _engine(options.check_extend_corners, _digits(extend, "extend_corners"),
-                     layout.card_w, layout.card_h)
-    ppi = _engine(options.check_ppi, _digits(text_field(form, "ppi", default="300"), "ppi"))
-    quality = _engine(options.check_quality,
-                      _digits(text_field(form, "quality", default="100"), "quality"))
-
-    skip_values = _skip_values(form)
-    skip, _ignored = _engine(options.check_skip, skip_values, layout.slots)
-
-    name = text_field(form, "name")
-    name, _warnings = _engine(options.clean_name, name)
-
-    return {
-        "paper_size": paper,
-        "card_size": card,
-        "only_fronts": boolean(text_field(form, "only_fronts", default="false"), "only_fronts"),
-        "crop": crop,
-        "extend_corners": extend,
-        "ppi": ppi,
-        "quality": quality,
-        "skip": sorted(skip),
-        "name": name,
-    }
+    Fields in `lists` may repeat and hold comma lists (`skip=1,2&skip=5`)."""
+    values: dict[str, Any] = {}
+    for name in model.model_fields:
+        value = _list_field(form, name) if name in lists else text_field(form, name)
+        if value is not None:
+            values[name] = value
+    return validated(model, values)
 
 
-def _digits(value: str, name: str) -> str:
-    value = value.strip()
-    if len(value) > MAX_NUMBER_CHARS:
-        raise bad(f"{name} is not a sane number ({len(value)} characters)")
-    return value
-
-
-def _skip_values(form) -> list[str]:
-    raw = form.getlist("skip") if hasattr(form, "getlist") else [form.get("skip") or ""]
+def _list_field(form, name: str) -> list[str] | None:
+    raw = form.getlist(name) if hasattr(form, "getlist") else [form.get(name)]
+    raw = [entry for entry in raw if entry is not None]
+    if not raw:
+        return None
     values: list[str] = []
     for entry in raw:
-        if not isinstance(entry, str) or len(entry) > 8 * MAX_SKIP_VALUES:
-            raise bad(f"skip is too long: at most {MAX_SKIP_VALUES} slot numbers")
+        if not isinstance(entry, str) or len(entry) > 8 * SKIP_MAX_VALUES:
+            raise bad(f"{name} is too long: at most {SKIP_MAX_VALUES} values")
         values.extend(part.strip() for part in entry.split(",") if part.strip())
-        if len(values) > MAX_SKIP_VALUES:
-            raise bad(f"skip lists too many slots: at most {MAX_SKIP_VALUES} values")
-    for value in values:
-        _digits(value, "skip")
+        if len(values) > SKIP_MAX_VALUES:
+            raise bad(f"{name} lists too many values: at most {SKIP_MAX_VALUES}")
     return values
 
 
-def offset_params(form) -> dict:
-    return {
-        "x": integer(text_field(form, "x", default="0"), "x", -MAX_OFFSET_PX, MAX_OFFSET_PX),
-        "y": integer(text_field(form, "y", default="0"), "y", -MAX_OFFSET_PX, MAX_OFFSET_PX),
-    }
+def sheet_params(form) -> SheetOptions:
+    return form_options(SheetOptions, form, lists=("skip",))
 
 
-def calibration_params(data: Any) -> dict:
+def offset_params(form) -> OffsetOptions:
+    return form_options(OffsetOptions, form)
+
+
+def calibration_params(data: Any) -> CalibrationOptions:
     if not isinstance(data, dict):
         raise bad('the body must be a JSON object such as {"paper_size": "letter"}')
-    unknown = sorted(set(data) - {"paper_size"})
-    if unknown:
-        raise bad(f"unknown field(s): {', '.join(map(str, unknown))[:200]}")
-    paper = data.get("paper_size", "letter")
-    if not isinstance(paper, str):
-        raise bad("paper_size must be text")
-    paper = paper.strip().lower()
-    _engine(layouts.get_paper, paper)
-    return {"paper_size": paper}
+    return validated(CalibrationOptions, data)
 
 
 # --- file names ----------------------------------------------------------------------------

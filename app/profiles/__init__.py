@@ -14,9 +14,7 @@ STORE_KEY = "scm.profiles"
 def init_app(app: Flask) -> None:
     from app.profiles.api import bp
 
-    store = ProfileStore(app.config["SETTINGS"].database_path)
-    store.init_schema()
-    app.extensions[STORE_KEY] = store
+    app.extensions[STORE_KEY] = ProfileStore(app.config["SETTINGS"].database_url)
     app.register_blueprint(bp)
 
 

@@ -8,7 +8,7 @@ from flask_jwt_extended import get_jwt_identity, jwt_required
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.cards.layouts import PAPERS
-from app.cards.offset import MAX_OFFSET_PX
+from app.cards.options import MAX_OFFSET_PX
 from app.errors import APIError
 
 bp = Blueprint("profiles_api", __name__, url_prefix="/api/profile")

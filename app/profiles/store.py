@@ -1,23 +1,16 @@
-"""The printer_profiles table (one row per user) behind a small repository class, so the
-storage can move (e.g. to SQLAlchemy) without touching its callers."""
+"""The printer_profiles table (one row per user; `app.db.schema.printer_profiles`, built
+by migration 0003) behind a small repository class."""
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app.db import connect
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS printer_profiles (
-    username   TEXT PRIMARY KEY,
-    x          INTEGER NOT NULL,
-    y          INTEGER NOT NULL,
-    paper_size TEXT,
-    updated_at REAL NOT NULL
-)
-"""
+from app.db import as_url, engine_for
+from app.db.schema import printer_profiles as table
 
 
 @dataclass(frozen=True)
@@ -35,49 +28,37 @@ class PrinterProfile:
 
 
 class ProfileStore:
-    def __init__(self, db_path: Path | str):
-        self.db_path = Path(db_path)
+    """Each call is its own transaction, on the store DATABASE_URL names."""
 
-    def _conn(self) -> sqlite3.Connection:
-        return connect(self.db_path)
+    def __init__(self, target: Path | str):
+        self.url = as_url(target)
 
-    def init_schema(self) -> None:
-        conn = self._conn()
-        try:
-            conn.execute(SCHEMA)
-        finally:
-            conn.close()
+    @property
+    def engine(self) -> Engine:
+        return engine_for(self.url)
 
     def get(self, username: str) -> PrinterProfile | None:
-        conn = self._conn()
-        try:
-            row = conn.execute("SELECT * FROM printer_profiles WHERE username = ?",
-                               (username,)).fetchone()
-        finally:
-            conn.close()
-        if row is None:
-            return None
-        return PrinterProfile(row["username"], row["x"], row["y"], row["paper_size"],
-                              row["updated_at"])
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(table).where(table.c.username == username)).first()
+        return PrinterProfile(**row._mapping) if row is not None else None
 
     def save(self, username: str, *, x: int, y: int, paper_size: str | None) -> PrinterProfile:
         profile = PrinterProfile(username, x, y, paper_size, time.time())
-        conn = self._conn()
-        try:
-            conn.execute(
-                "INSERT INTO printer_profiles (username, x, y, paper_size, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (username) DO UPDATE SET x = excluded.x,"
-                " y = excluded.y, paper_size = excluded.paper_size,"
-                " updated_at = excluded.updated_at",
-                (username, x, y, paper_size, profile.updated_at))
-        finally:
-            conn.close()
+        values = asdict(profile)
+        with self.engine.begin() as conn:
+            # Update first; insert when there was nothing to update. Two concurrent first
+            # saves of one user: the loser's insert fails, and it updates instead.
+            changed = conn.execute(table.update().where(table.c.username == username)
+                                   .values(**values)).rowcount
+            if not changed:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(table.insert().values(**values))
+                except sa.exc.IntegrityError:
+                    conn.execute(table.update().where(table.c.username == username)
+                                 .values(**values))
         return profile
 
     def delete(self, username: str) -> bool:
-        conn = self._conn()
-        try:
-            cur = conn.execute("DELETE FROM printer_profiles WHERE username = ?", (username,))
-        finally:
-            conn.close()
-        return cur.rowcount > 0
+        with self.engine.begin() as conn:
+            return conn.execute(table.delete().where(table.c.username == username)).rowcount > 0

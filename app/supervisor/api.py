@@ -1,62 +1,62 @@
-"""/api/celery: the admin API, one-to-one over the manager, and the public health probe."""
+"""/api/celery: the admin API (one route per operation of app.supervisor.admin_ops) and
+the public health probe."""
 from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Callable, Literal
+import time
+from typing import Callable
 
 from flask import Blueprint, Flask, current_app, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from app.auth import admin_required
 from app.errors import APIError, error_response
-from app.settings import KNOWN_QUEUES
+from app.supervisor.admin_ops import ADMIN_OPS, HEALTH_KEYS, AdminOp
+from app.supervisor.control import ManagerHandle
 from app.supervisor.errors import BROKER_ERRORS, BrokerUnavailable, SupervisorError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("celery_admin", __name__, url_prefix="/api/celery")
 
-QueueName = Literal[KNOWN_QUEUES]  # type: ignore[valid-type]
-MAX_CONCURRENCY = 64
-MAX_STOP_TIMEOUT = 600
 MAX_BODY = 64 * 1024  # the largest valid body is a few hundred bytes
+HANDLE_KEY = "scm.manager"
+AFTER_PURGE_KEY = "scm.manager.after_purge"
+# after_purge(queues, purge_started=, purge_finished=) -> {queue: jobs failed}
+AfterPurge = Callable[..., dict]
 
 
-class _Body(BaseModel):
-    # Strict: "3" is not a concurrency and true is not a timeout.
-    model_config = ConfigDict(extra="forbid", strict=True)
+def init_app(app: Flask, handle: ManagerHandle, *, after_purge: AfterPurge | None = None) -> None:
+    """Register the admin API and the health probe over this process's `handle`.
+
+    `after_purge` fails the jobs whose messages a purge removed (the jobs package
+    provides it through the composition root; this package does not import jobs).
+    """
+    app.extensions[HANDLE_KEY] = handle
+    app.extensions[AFTER_PURGE_KEY] = after_purge
+    app.register_blueprint(bp)
+    register_error_handlers(app)
+    app.wsgi_app = HealthProbe(app.wsgi_app, handle.health)
 
 
-class StartBody(_Body):
-    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] | None = None
-    # Repeats weight a queue, as in CELERY_QUEUES.
-    queues: Annotated[list[QueueName], Field(min_length=1, max_length=MAX_CONCURRENCY)] \
-        | None = None
+def manager_handle(app: Flask) -> ManagerHandle:
+    """This process's handle on the instance's one manager: owner, proxy or none."""
+    return app.extensions[HANDLE_KEY]
 
 
-class StopBody(_Body):
-    timeout: Annotated[float, Field(ge=0, le=MAX_STOP_TIMEOUT, allow_inf_nan=False)] = 30
-
-
-class RestartBody(_Body):
-    queue: QueueName | None = None
-
-
-class PurgeBody(_Body):
-    queues: Annotated[list[QueueName], Field(min_length=1, max_length=len(KNOWN_QUEUES) * 4)]
-
-
-def _handle():
-    from app.supervisor import manager_handle
+def _handle() -> ManagerHandle:
     return manager_handle(current_app)
 
 
-def _body(model: type[_Body], *, required: bool = False) -> _Body:
+def _arguments(op: AdminOp) -> dict:
+    """The operation's keyword arguments, from the JSON body (POST) or none (GET)."""
+    if op.http != "POST":
+        return {}
     # Per-request cap (Flask 3.1): also bounds chunked bodies without a Content-Length.
     request.max_content_length = MAX_BODY
     raw = request.get_data(cache=True)
     if not raw.strip():
-        if required:
+        if op.body_required:
             raise APIError(400, "invalid_body", "a JSON object body is required")
         data = {}
     else:
@@ -66,7 +66,7 @@ def _body(model: type[_Body], *, required: bool = False) -> _Body:
     if not isinstance(data, dict):
         raise APIError(400, "invalid_body", "the body must be a JSON object")
     try:
-        return model.model_validate(data)
+        return op.args.model_validate(data).model_dump()
     except ValidationError as exc:
         raise APIError(400, "invalid_body", _describe(exc)) from None
 
@@ -89,78 +89,40 @@ def health():
     return response
 
 
-@bp.get("/status")
-@admin_required
-def status():
-    return jsonify(_handle().status())
-
-
-@bp.post("/start")
-@admin_required
-def start():
-    body = _body(StartBody)
-    return jsonify(_handle().start(concurrency=body.concurrency, queues=body.queues))
-
-
-@bp.post("/stop")
-@admin_required
-def stop():
-    body = _body(StopBody)
-    return jsonify(_handle().stop(timeout=body.timeout))
-
-
-@bp.post("/restart")
-@admin_required
-def restart():
-    body = _body(RestartBody)
-    return jsonify(_handle().restart(queue=body.queue))
-
-
-@bp.get("/tasks")
-@admin_required
-def tasks():
-    return jsonify(_handle().tasks())
-
-
-@bp.get("/stats")
-@admin_required
-def stats():
-    return jsonify(_handle().stats())
-
-
-@bp.get("/workers/<worker>/log")
-@admin_required
-def worker_log(worker: str):
-    """The tail of one worker's own log file (see app.supervisor.logtail)."""
-    from app.supervisor.logtail import read_tail, requested_bytes, worker_log_path
-
-    limit = requested_bytes(request.args.get("bytes"))
-    path = worker_log_path(current_app.config["SETTINGS"], _handle().status(), worker)
-    return jsonify({"worker": worker, **read_tail(path, limit)})
-
-
-@bp.post("/purge")
-@admin_required
-def purge():
-    body = _body(PurgeBody, required=True)
-    # Distinct names, in the caller's order: purging a queue twice would report 0 the 2nd time.
-    queues = list(dict.fromkeys(body.queues))
-    import time
-
-    from app.jobs import fail_purged_jobs
-
+def _purge(queues: list[str]) -> dict:
     started = time.time()
     result = dict(_handle().purge(queues))
     # The purge emptied the broker's lists, but the jobs would still be queued on Celery in
     # the store, and the jobs reconciler would publish them again: fail them instead.
+    after_purge = current_app.extensions.get(AFTER_PURGE_KEY)
     try:
-        result["jobs_failed"] = fail_purged_jobs(
-            current_app, list(result.get("purged") or queues), purge_started=started,
+        result["jobs_failed"] = None if after_purge is None else after_purge(
+            list(result.get("purged") or queues), purge_started=started,
             purge_finished=time.time())
     except Exception:  # the purge itself succeeded; say so, with the jobs part unknown
         log.exception("failing the jobs of purged queues %s failed", queues)
         result["jobs_failed"] = None
-    return jsonify(result)
+    return result
+
+
+# Operations whose route does more than forward to the manager.
+_CALLS: dict[str, Callable[..., dict]] = {"purge": _purge}
+
+
+def _admin_route(op: AdminOp) -> Callable:
+    def view():
+        kwargs = _arguments(op)
+        call = _CALLS.get(op.name) or getattr(_handle(), op.name)
+        return jsonify(call(**kwargs))
+    view.__name__ = op.name
+    view.__doc__ = op.summary
+    return admin_required(view)
+
+
+for _op in ADMIN_OPS.values():
+    if _op.http is not None and not _op.public:
+        bp.add_url_rule(f"/{_op.name}", endpoint=_op.name, view_func=_admin_route(_op),
+                        methods=[_op.http])
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -189,8 +151,7 @@ def _broker_down(exc: Exception):
 # WSGI layer in front of Flask. The Flask route above returns the same body (documented
 # in the OpenAPI spec; reached if the layer is ever removed).
 
-HEALTH_PATH = "/api/celery/health"
-HEALTH_KEYS = ("healthy", "status", "mode", "uptime_seconds", "restart_count", "workers")
+HEALTH_PATH = f"{bp.url_prefix}/health"
 
 
 def public_health(raw: dict) -> tuple[int, dict]:

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import logging
 import os
 import socket
-import socketserver
-import struct
 import threading
 import time
 from pathlib import Path
@@ -31,24 +28,17 @@ from typing import Any, Callable
 
 from app.settings import Settings, mask_url
 from app.supervisor import errors as sup_errors
+from app.supervisor.admin_ops import ADMIN_OPS, AdminOp
+from app.supervisor.control_socket import ControlSocketServer, read_line, request_line, result_of
 from app.supervisor.errors import BrokerUnavailable, ManagerUnavailable, SupervisorError
 
 log = logging.getLogger(__name__)
 
-# The manager surface served over the socket; nothing else can be called through it.
-OPS = ("start", "stop", "restart", "status", "health", "tasks", "stats", "purge",
-       "worker_available")
-READ_OPS = ("status", "health", "worker_available")
 HEALTH_TTL = 0.5          # the public probe reads the owner at most twice a second
 AVAILABILITY_TTL = 1.0    # dispatch asks per submission; the answer changes slowly
 CONSUMERS_TTL = 5.0       # without a manager: which queues live workers consume
 CONSUMERS_TIMEOUT = 0.5   # that check is a broadcast and always takes this long
 CONNECT_TIMEOUT = 2.0
-MAX_LINE = 1 << 20
-_ERRORS = {cls.__name__: cls for cls in (sup_errors.InvalidRequest,
-                                         sup_errors.BrokerUnavailable,
-                                         sup_errors.ManagerUnavailable,
-                                         sup_errors.SupervisorError)}
 
 
 def socket_path(settings: Settings) -> Path:
@@ -58,16 +48,6 @@ def socket_path(settings: Settings) -> Path:
 
 def lock_path(settings: Settings) -> Path:
     return settings.run_dir / "manager.lock"
-
-
-def _timeout_for(op: str, kwargs: dict) -> float:
-    if op == "stop":
-        return float(kwargs.get("timeout") or 30) + 60
-    if op in ("start", "restart"):
-        return 180.0
-    if op in ("health", "worker_available"):
-        return 5.0
-    return 60.0
 
 
 class _Cached:
@@ -103,63 +83,6 @@ class _Cached:
         self._has = False
 
 
-# --------------------------------------------------------------------------- server
-
-class _Handler(socketserver.StreamRequestHandler):
-    """One client connection: JSON request lines in, JSON answer lines out."""
-
-    def handle(self) -> None:
-        if not self.server.peer_allowed(self.request):
-            return
-        for raw in self.rfile:
-            if len(raw) > MAX_LINE:
-                break
-            answer = self.server.dispatch(raw)
-            self.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
-            self.wfile.flush()
-
-
-class _SocketServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    allow_reuse_address = False
-
-    def __init__(self, path: Path, handle: "ManagerHandle"):
-        self.handle = handle
-        self.uid = os.getuid()
-        super().__init__(str(path), _Handler)
-
-    def server_bind(self) -> None:
-        super().server_bind()
-        # The run directory is 0700 already; the socket itself is owner-only too.
-        os.chmod(self.server_address, 0o600)
-
-    def peer_allowed(self, conn: socket.socket) -> bool:
-        try:
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                    struct.calcsize("3i"))
-            _pid, uid, _gid = struct.unpack("3i", creds)
-        except OSError:
-            return False
-        return uid in (self.uid, 0)
-
-    def dispatch(self, raw: bytes) -> dict:
-        try:
-            request = json.loads(raw)
-            op, kwargs = request["op"], request.get("kwargs") or {}
-            if op not in OPS or not isinstance(kwargs, dict):
-                raise SupervisorError(f"unknown operation {op!r}")
-            return {"ok": True, "result": self.handle.call_local(op, **kwargs)}
-        except SupervisorError as exc:
-            return {"ok": False, "error": {"type": type(exc).__name__, "message": exc.message}}
-        except (ValueError, KeyError, TypeError) as exc:
-            return {"ok": False, "error": {"type": "InvalidRequest",
-                                           "message": f"bad request: {exc}"}}
-        except Exception as exc:  # a manager bug must not kill the server thread
-            log.exception("manager operation failed")
-            return {"ok": False, "error": {"type": "SupervisorError",
-                                           "message": f"manager error: {type(exc).__name__}"}}
-
-
 # --------------------------------------------------------------------------- handle
 
 ManagerFactory = Callable[[Settings], Any]
@@ -177,7 +100,7 @@ class ManagerHandle:
         self._manager: Any = None
         self._ready = threading.Event()
         self._state = "idle"  # idle | starting | ready | closing
-        self._server: _SocketServer | None = None
+        self._server: ControlSocketServer | None = None
         self._server_thread: threading.Thread | None = None
         self._factory: ManagerFactory | None = None
         self._on_opened: Callable[[Any], None] | None = None
@@ -200,7 +123,7 @@ class ManagerHandle:
         """The local manager object (owner only), else None."""
         return self._manager
 
-    def acquire(self, factory: ManagerFactory | None = None, *,
+    def acquire(self, factory: ManagerFactory, *,
                 on_opened: Callable[[Any], None] | None = None,
                 on_closing: Callable[[], None] | None = None,
                 takeover: bool = True) -> bool:
@@ -210,7 +133,7 @@ class ManagerHandle:
         this process can take over the manager when its host dies.
         """
         with self._mutex:
-            self._factory = factory or self._factory or _default_factory
+            self._factory = factory
             self._on_opened = on_opened or self._on_opened
             self._on_closing = on_closing or self._on_closing
             self._takeover = takeover
@@ -274,7 +197,7 @@ class ManagerHandle:
             path.unlink()  # a dead owner's socket; we hold the lock, so it is stale
         except FileNotFoundError:
             pass
-        self._server = _SocketServer(path, self)
+        self._server = ControlSocketServer(path, self.call_local)
         self._server_thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
             name="manager-socket", daemon=True)
@@ -316,24 +239,9 @@ class ManagerHandle:
             self._lock_fd = None
 
     # --- the manager surface ------------------------------------------------
-    def start(self, concurrency: int | None = None, queues: list[str] | None = None) -> dict:
-        return self._call("start", concurrency=concurrency, queues=queues)
-
-    def stop(self, timeout: float = 30) -> dict:
-        return self._call("stop", timeout=timeout)
-
-    def restart(self, queue: str | None = None) -> dict:
-        return self._call("restart", queue=queue)
-
-    def tasks(self) -> dict:
-        return self._call("tasks")
-
-    def stats(self) -> dict:
-        return self._call("stats")
-
-    def purge(self, queues: list[str]) -> dict:
-        return self._call("purge", queues=queues)
-
+    # start, stop, restart, tasks, stats and purge are forwarded as they are (methods
+    # made from app.supervisor.admin_ops below the class); these three answer even
+    # when no manager runs.
     def status(self) -> dict:
         try:
             result = self._call("status")
@@ -366,7 +274,7 @@ class ManagerHandle:
     def call_local(self, op: str, **kwargs) -> Any:
         """Run `op` on this process's manager (the socket server calls this)."""
         manager = self._manager
-        if self._state == "starting" and manager is not None and op in READ_OPS:
+        if self._state == "starting" and manager is not None and ADMIN_OPS[op].during_boot:
             return getattr(manager, op)(**kwargs)  # cached state; no need to wait for boot
         if self._state == "starting":
             self._ready.wait(timeout=60)
@@ -405,9 +313,9 @@ class ManagerHandle:
                 sock.connect(str(self.socket_path))
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 raise _NoOwner() from exc
-            sock.settimeout(_timeout_for(op, kwargs))
-            sock.sendall(json.dumps({"op": op, "kwargs": kwargs}).encode() + b"\n")
-            reply = _read_line(sock)
+            sock.settimeout(ADMIN_OPS[op].reply_timeout(kwargs))
+            sock.sendall(request_line(op, kwargs))
+            reply = read_line(sock)
         except (socket.timeout, TimeoutError):
             raise ManagerUnavailable(f"the manager did not answer {op!r} in time") from None
         except _NoOwner:
@@ -418,11 +326,7 @@ class ManagerHandle:
             sock.close()
         if not reply:
             raise ManagerUnavailable("the manager closed the connection")
-        answer = json.loads(reply)
-        if answer.get("ok"):
-            return answer.get("result")
-        error = answer.get("error") or {}
-        raise _ERRORS.get(error.get("type"), SupervisorError)(error.get("message", "error"))
+        return result_of(reply)
 
     def _fetch_health(self) -> dict:
         try:
@@ -499,30 +403,25 @@ class ManagerHandle:
         }
 
 
+def _forwarder(op: AdminOp) -> Callable:
+    def forward(self: ManagerHandle, *args, **kwargs) -> Any:
+        return self._call(op.name, **op.call_kwargs(*args, **kwargs))
+    forward.__name__ = forward.__qualname__ = op.name
+    forward.__doc__ = op.summary
+    forward.__signature__ = op.signature(method=True)
+    return forward
+
+
+for _op in ADMIN_OPS.values():
+    if _op.name not in ManagerHandle.__dict__:
+        setattr(ManagerHandle, _op.name, _forwarder(_op))
+
+
 class _NoOwner(Exception):
     """Nothing listens on the socket: no process owns the manager right now."""
-
-
-def _read_line(sock: socket.socket) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if chunk.endswith(b"\n") or size > 64 * MAX_LINE:
-            break
-    return b"".join(chunks)
 
 
 def _write_owner_pid(fd: int) -> None:
     # For operators (`cat run/manager.lock`); the flock, not this number, decides ownership.
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-
-
-def _default_factory(settings: Settings):
-    from app.supervisor.manager import CeleryWorkerManager
-    return CeleryWorkerManager(settings)

@@ -25,6 +25,12 @@ class InvalidRequest(SupervisorError):
     code = "invalid_request"
 
 
+class NotFound(SupervisorError):
+    """The caller named something the manager does not have (a worker, its log)."""
+    http_status = 404
+    code = "not_found"
+
+
 class BrokerUnavailable(SupervisorError):
     """The broker did not answer; inspect/purge cannot be served right now."""
     http_status = 503

@@ -1,28 +1,23 @@
 """The end of one worker's log file, like supervisord's `tail`: bounded bytes, and only
-the files the manager writes for its own workers. The request names a worker; the path
+the files the manager writes for its own workers. The caller names a worker; the path
 comes from the manager's status and must be a worker log in the instance's logs folder,
-so no request can read any other file."""
+so no request can read any other file. Served as the `log_tail` admin operation."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from app.errors import APIError
 from app.settings import Settings
+from app.supervisor.errors import NotFound
 
 DEFAULT_BYTES = 16 * 1024
 MAX_BYTES = 256 * 1024
 
 
-def requested_bytes(text: str | None) -> int:
-    """The `bytes` query parameter: 1..MAX_BYTES, DEFAULT_BYTES when absent."""
-    if text is None:
-        return DEFAULT_BYTES
-    if not (text.isascii() and text.isdigit() and len(text) <= 7) or not \
-            1 <= int(text) <= MAX_BYTES:
-        raise APIError(400, "invalid_input",
-                       f"bytes must be a whole number between 1 and {MAX_BYTES}")
-    return int(text)
+def worker_log_tail(settings: Settings, status: dict, worker: str,
+                    max_bytes: int = DEFAULT_BYTES) -> dict:
+    """`{worker, size, offset, truncated, text}` for the worker named `worker`."""
+    return {"worker": worker, **read_tail(worker_log_path(settings, status, worker), max_bytes)}
 
 
 def worker_log_path(settings: Settings, status: dict, worker: str) -> Path:
@@ -30,16 +25,16 @@ def worker_log_path(settings: Settings, status: dict, worker: str) -> Path:
     for entry in status.get("workers") or ():
         if entry.get("name") == worker:
             return _checked(settings, entry.get("log_file"), worker)
-    raise APIError(404, "not_found", f"no worker named {worker[:80]!r}")
+    raise NotFound(f"no worker named {worker[:80]!r}")
 
 
 def _checked(settings: Settings, log_file: str | None, worker: str) -> Path:
     if not log_file:
-        raise APIError(404, "no_log", f"worker {worker!r} has no log file yet")
+        raise NotFound(f"worker {worker!r} has no log file yet")
     logs = settings.logs_dir.resolve()
     path = Path(log_file).resolve()
     if path.parent != logs or not (path.name.startswith("worker-") and path.suffix == ".log"):
-        raise APIError(404, "no_log", f"worker {worker!r} has no log file here")
+        raise NotFound(f"worker {worker!r} has no log file here")
     return path
 
 

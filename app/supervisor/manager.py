@@ -42,14 +42,28 @@ from app.supervisor.broker import BrokerMonitor
 from app.supervisor.celery_control import CeleryControl
 from app.supervisor.errors import BrokerUnavailable, InvalidRequest, ManagerUnavailable
 from app.supervisor.logfile import LogFile
+from app.supervisor.logtail import DEFAULT_BYTES as LOG_TAIL_BYTES
+from app.supervisor.logtail import worker_log_tail
 from app.supervisor.pidfile import StateFile, stop_stale
 from app.supervisor.policy import RestartPolicy
 from app.supervisor.process import WorkerProcess
 from app.supervisor.redis_server import EmbeddedRedis
-from app.supervisor.worker_slot import (BACKOFF, FAILED, PROJECT_ROOT, REASONS, RUNNING,
-                                        STARTING, STOPPED, STOPPING, Slot, child_env,
-                                        node_name, parse_queues, split_concurrency,
-                                        worker_argv)
+from app.supervisor.worker_slot import (
+    BACKOFF,
+    FAILED,
+    PROJECT_ROOT,
+    REASONS,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    Slot,
+    child_env,
+    node_name,
+    parse_queues,
+    split_concurrency,
+    worker_argv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +352,10 @@ class CeleryWorkerManager:
                 raise InvalidRequest(str(exc)) from None
         self._require_broker()
         return {"purged": self._control_client().purge(targets)}
+
+    def log_tail(self, worker, max_bytes=LOG_TAIL_BYTES) -> dict:
+        """The end of one of this manager's workers' own log file (app.supervisor.logtail)."""
+        return worker_log_tail(self.settings, self.status(), worker, max_bytes)
 
     # ======================================================================
     # calling the manager thread

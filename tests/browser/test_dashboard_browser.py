@@ -92,7 +92,7 @@ def non_admin_is_kept_out(browser, server, steps) -> None:
     finally:
         page.context.close()
     for method, path in (("get", "/api/celery/status"), ("post", "/api/celery/restart"),
-                         ("get", "/api/celery/workers/default/log"),
+                         ("post", "/api/celery/log_tail"),
                          ("post", "/api/celery/purge"), ("post", "/api/celery/stop")):
         response = requests.request(method, server.url + path, json={}, timeout=10,
                                     headers={"Authorization": f"Bearer {token}"})

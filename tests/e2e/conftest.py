@@ -19,10 +19,17 @@ import pytest
 import requests
 
 from tests.conftest import free_port
+from tests.database import current_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = ("admin", "admin-password-1")
 SECRET = "e2e-secret-" + "k" * 40
+
+
+@pytest.fixture(autouse=True)
+def _database_backend(db_backend):
+    """SQLite, or PostgreSQL for the tests marked @pytest.mark.backends(...)."""
+    return db_backend
 
 
 def base_env(instance: Path, port: int, **extra) -> dict[str, str]:
@@ -51,6 +58,8 @@ def base_env(instance: Path, port: int, **extra) -> dict[str, str]:
     }
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    if current_database_url():  # a test marked to run on PostgreSQL too
+        env["DATABASE_URL"] = current_database_url()
     env.update({key: str(value) for key, value in extra.items()})
     return env
 

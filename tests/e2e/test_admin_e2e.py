@@ -9,6 +9,7 @@ import redis
 
 from app.celery_config import TASK_HEALTH, make_celery
 from app.settings import KNOWN_QUEUES
+from app.supervisor.admin_ops import ADMIN_OPS
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,14 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}: {value!r}")
 
 
+def _has_real_shape(name: str, response) -> None:
+    """The real manager's answer has the keys the admin operations table lists (the web
+    tests' fake is held to the same keys)."""
+    assert response.status_code == 200, response.text
+    missing = set(ADMIN_OPS[name].answer_keys) - set(response.json())
+    assert not missing, (name, missing)
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -51,6 +60,8 @@ def test_admin_flows_against_real_workers(start_server, redis_server, tmp_path):
 
     # status: one responsive worker per queue, real processes
     status = _status(server, admin)
+    _has_real_shape("health", server.get("/api/celery/health"))
+    _has_real_shape("status", server.get("/api/celery/status", headers=admin))
     workers = _by_queue(status)
     assert set(workers) == set(KNOWN_QUEUES)
     assert status["mode"] == "celery" and status["broker"]["reachable"] is True
@@ -61,14 +72,16 @@ def test_admin_flows_against_real_workers(start_server, redis_server, tmp_path):
     first_pids = {queue: w["pid"] for queue, w in workers.items()}
 
     tasks = server.get("/api/celery/tasks", headers=admin)
+    _has_real_shape("tasks", tasks)
     assert tasks.status_code == 200 and set(tasks.json()["workers"]) == \
         {w["name"] for w in workers.values()}
     stats = server.get("/api/celery/stats", headers=admin)
     assert stats.status_code == 200 and stats.json()["workers"]
+    _has_real_shape("stats", stats)
 
     # restart one queue: only that worker gets a new process
     restarted = server.post("/api/celery/restart", headers=admin, json={"queue": "pdf_offset"})
-    assert restarted.status_code == 200, restarted.text
+    _has_real_shape("restart", restarted)
     after = _wait(lambda: (lambda w: w if w["pdf_offset"]["pid"] != first_pids["pdf_offset"]
                            and w["pdf_offset"]["state"] == "RUNNING" else None)(
         _by_queue(_status(server, admin))), 60, "a new pdf_offset worker")
@@ -79,7 +92,7 @@ def test_admin_flows_against_real_workers(start_server, redis_server, tmp_path):
 
     # stop: every worker process ends
     stopped = server.post("/api/celery/stop", headers=admin, json={"timeout": 10})
-    assert stopped.status_code == 200, stopped.text
+    _has_real_shape("stop", stopped)
     status = _wait(lambda: (lambda s: s if all(w["state"] == "STOPPED" for w in s["workers"])
                             else None)(_status(server, admin)), 30, "all workers STOPPED")
     for worker in after.values():
@@ -98,13 +111,13 @@ def test_admin_flows_against_real_workers(start_server, redis_server, tmp_path):
     depths = _status(server, admin)["queues"]
     assert depths["pdf_generation"] == 3 and depths["default"] == 2
     purged = server.post("/api/celery/purge", headers=admin, json={"queues": ["default"]})
-    assert purged.status_code == 200, purged.text
+    _has_real_shape("purge", purged)
     assert purged.json()["purged"] == {"default": 2}
     assert raw.llen("default") == 0 and raw.llen("pdf_generation") == 3
 
     # start: workers come back and drain the queue that was kept
     started = server.post("/api/celery/start", headers=admin, json={})
-    assert started.status_code == 200, started.text
+    _has_real_shape("start", started)
     server.wait_workers(3, timeout=90)
     _wait(lambda: raw.llen("pdf_generation") == 0, 60, "pdf_generation to be consumed")
     final = _by_queue(_status(server, admin))

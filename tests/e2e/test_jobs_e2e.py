@@ -60,6 +60,7 @@ def _run_all_kinds(server, expected_mode: str) -> None:
     assert {sheets["id"], offset_job["id"], calibration_job["id"]} <= everyone
 
 
+@pytest.mark.backends("sqlite", "postgresql")  # gunicorn, workers and manager on one store
 def test_jobs_in_celery_mode(start_server, redis_server):
     server = start_server("start_with_celery", START_CELERY_WORKER="true",
                           REDIS_URL=redis_server.url)

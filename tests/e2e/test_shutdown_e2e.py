@@ -140,7 +140,7 @@ def test_sigterm_lets_the_running_job_finish_within_the_stop_timeout(
     assert job["mode"] == "celery" and job["attempts"] == 1, job
     assert job["finished_at"] is not None and job["finished_at"] > job["started_at"]
     assert job["finished_at"] > signalled_at, "the job was over before the SIGTERM"
-    assert_valid_pdf(Path(job["output_path"]))
+    assert_valid_pdf(instance / job["output_path"])  # STORAGE_DIR: the instance
     assert completed_runs(instance, job_id) == 1
     assert took < 90 + 30, took  # inside the stop timeout (plus gunicorn's own stop)
 

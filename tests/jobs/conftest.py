@@ -12,13 +12,20 @@ import pytest
 
 from app.jobs.store import JobStore
 from tests.conftest import wait_for
+from tests.database import current_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _database_backend(db_backend):
+    """Every jobs test runs on SQLite and on PostgreSQL (see tests.database)."""
+    return db_backend
+
+
 @pytest.fixture
 def store(tmp_path) -> JobStore:
-    return JobStore(tmp_path / "jobs.sqlite3")
+    return JobStore(current_database_url() or tmp_path / "jobs.sqlite3")
 
 
 class FakeMonitor:
@@ -116,6 +123,8 @@ def worker_env(settings, broker_url: str, **extra) -> dict:
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
+    if settings.DATABASE_URL:
+        env["DATABASE_URL"] = settings.DATABASE_URL
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -12,6 +12,7 @@ from flask_jwt_extended import create_access_token
 
 from app import create_app
 from app.jobs import services
+from app.runtime import runtime_of
 from tests.conftest import make_settings
 from tests.conftest import wait_for
 from tests.jobs.conftest import png_bytes
@@ -62,10 +63,7 @@ class Api:
         return wait_for(finished, timeout, message=f"job {job_id}")
 
     def close(self):
-        from app.jobs import close_services
-        from app.supervisor import manager_handle
-        manager_handle(self.app).close()
-        close_services(self.app, wait=10)
+        runtime_of(self.app).close(wait=10)
 
 
 @pytest.fixture
@@ -250,21 +248,26 @@ def test_non_image_error_names_the_file(api):
     assert response.status_code == 400 and "evil.png" in response.get_json()["error"]["message"]
 
 
-@pytest.mark.parametrize("data", [
-    {"pdf": (io.BytesIO(b"%PDF-1.7\n garbage garbage"), "corrupt.pdf")},
-    {"pdf": (io.BytesIO(b"not a pdf at all"), "text.pdf")},
-    {"pdf": (io.BytesIO(png_bytes()), "image.pdf")},
-    {},
-    {"source_job_id": "0" * 32},
-    {"source_job_id": "x" * 5000},
-    {"source_job_id": "abc", "pdf": (io.BytesIO(b"%PDF"), "a.pdf")},
-    {"source_job_id": "abc", "x": "99999999999999999999999"},
-    {"source_job_id": "abc", "y": "601"},
-    {"source_job_id": "abc", "x": "1e3"},
-], ids=["corrupt", "not-pdf", "png", "nothing", "unknown-source", "long-source", "both",
-        "huge-x", "y-range", "float-x"])
-def test_bad_offset_submissions_are_400(api, data):
-    response = api.post("/api/jobs/offset", data=data, content_type="multipart/form-data")
+def _bad_offsets() -> dict:
+    """Built per call: a posted BytesIO is closed after the request."""
+    return {
+        "corrupt": {"pdf": (io.BytesIO(b"%PDF-1.7\n garbage garbage"), "corrupt.pdf")},
+        "not-pdf": {"pdf": (io.BytesIO(b"not a pdf at all"), "text.pdf")},
+        "png": {"pdf": (io.BytesIO(png_bytes()), "image.pdf")},
+        "nothing": {},
+        "unknown-source": {"source_job_id": "0" * 32},
+        "long-source": {"source_job_id": "x" * 5000},
+        "both": {"source_job_id": "abc", "pdf": (io.BytesIO(b"%PDF"), "a.pdf")},
+        "huge-x": {"source_job_id": "abc", "x": "99999999999999999999999"},
+        "y-range": {"source_job_id": "abc", "y": "601"},
+        "float-x": {"source_job_id": "abc", "x": "1e3"},
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_offsets()))
+def test_bad_offset_submissions_are_400(api, case):
+    response = api.post("/api/jobs/offset", data=_bad_offsets()[case],
+                        content_type="multipart/form-data")
     assert response.status_code == 400, response.get_data()[:300]
     assert list(api.app.config["SETTINGS"].uploads_dir.iterdir()) == []
 
@@ -362,10 +365,8 @@ def test_purge_fails_the_purged_jobs_so_the_reconciler_does_not_resend_them(
     import redis
 
     from app.jobs.reconciler import Reconciler
-    from app.supervisor import host_manager
-
     api = make_api(CELERY_BROKER_URL=redis_server.url, START_CELERY_WORKER="false")
-    assert host_manager(api.app, takeover=False)
+    assert runtime_of(api.app).host_manager(takeover=False)
     jobs = services(api.app)
     jobs.dispatcher.worker_available = lambda queue: True  # workers stopped: nobody consumes
     purged_ids = [submit(api, "/api/jobs/sheets", sheet_form(1)) for _ in range(2)]

@@ -15,14 +15,27 @@ from tests.jobs.test_celery_e2e import SHEET_PARAMS, System
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 
+def _large_cards(count: int) -> dict[str, bytes]:
+    """Noisy images far larger than a slot: resampling them takes seconds."""
+    import io
+
+    import numpy
+    from PIL import Image
+    rng = numpy.random.default_rng(5)
+    cards = {}
+    for index in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (2100, 1500, 3), dtype=numpy.uint8)).save(
+            buffer, "JPEG", quality=90)
+        cards[f"fronts/big{index}.jpg"] = buffer.getvalue()
+    return cards
+
+
 @pytest.mark.redis
 def test_cancel_terminates_a_running_celery_task(tmp_path, redis_server, celery_workers):
     system = System(make_settings(tmp_path, CELERY_BROKER_URL=redis_server.url))
     worker = celery_workers(system.settings, redis_server.url, "pdf_generation")
-    fronts = {f"fronts/card{i}.png": png_bytes((9 * i, 80, 160)) for i in range(24)}
-    # 1200 ppi: every card becomes a large image, so the job runs for a while.
-    heavy, mode = system.submit("sheets", {**SHEET_PARAMS, "ppi": 1200}, "pdf_generation",
-                                fronts)
+    heavy, mode = system.submit("sheets", SHEET_PARAMS, "pdf_generation", _large_cards(8))
     assert mode == "celery"
     wait_for(lambda: system.store.get(heavy.id).status == "running", 60,
              message="the job running")

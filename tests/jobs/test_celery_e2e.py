@@ -29,7 +29,7 @@ class System:
     def __init__(self, settings):
         settings.ensure_dirs()
         self.settings = settings
-        self.store = JobStore(settings.database_path)
+        self.store = JobStore(settings.database_url)
         self.fallback = ThreadFallback(settings, self.store)
         self.monitor = BrokerMonitor(settings.broker_url)
         self.dispatcher = Dispatcher(settings, self.store, self.fallback,
@@ -72,16 +72,17 @@ def test_every_task_type_runs_on_its_queue(tmp_path, redis_server, celery_worker
     assert done.status == "succeeded", done.error
     assert done.mode == "celery" and done.worker.startswith("pdf_generation@")
     assert done.progress == 1.0 and "2 sheet(s)" in done.message
-    assert pdf_pages(done.output_path) == 4  # 10 cards on 8 slots: 2 sheets, fronts + backs
+    sheets_pdf = system.settings.in_storage(done.output_path)
+    assert pdf_pages(sheets_pdf) == 4  # 10 cards on 8 slots: 2 sheets, fronts + backs
 
     offset, mode = system.submit("offset", {"x": 12, "y": -7}, "pdf_offset",
-                                 {"input.pdf": open(done.output_path, "rb").read()})
+                                 {"input.pdf": sheets_pdf.read_bytes()})
     calibration, _ = system.submit("calibration", {"paper_size": "a4"}, "default")
     for job, queue, pages in ((offset, "pdf_offset", 4), (calibration, "default", 2)):
         finished = system.wait_finished(job.id)
         assert finished.status == "succeeded", finished.error
         assert finished.worker.startswith(f"{queue}@")
-        assert pdf_pages(finished.output_path) == pages
+        assert pdf_pages(system.settings.in_storage(finished.output_path)) == pages
 
     health = system.dispatcher.celery.send_task(TASK_HEALTH).get(timeout=15)
     assert health["ok"] and health["node"].startswith("default@")
@@ -113,6 +114,7 @@ def test_transient_failures_retry_and_bad_input_fails_at_once(tmp_path, redis_se
 
 
 @pytest.mark.redis
+@pytest.mark.backends("sqlite", "postgresql")  # the lease fence with real workers
 def test_sigkilled_worker_job_completes_once(tmp_path, redis_server, celery_workers):
     settings = make_settings(tmp_path, CELERY_BROKER_URL=redis_server.url)
     system = System(settings)
@@ -144,7 +146,7 @@ def test_sigkilled_worker_job_completes_once(tmp_path, redis_server, celery_work
     assert done.attempts == 2 and done.worker_node == replacement.node
     completions = (settings.INSTANCE_PATH / "completions.log").read_text().splitlines()
     assert [line.split()[0] for line in completions] == [job.id]
-    assert pdf_pages(done.output_path) == 2
+    assert pdf_pages(system.settings.in_storage(done.output_path)) == 2
 
 
 @pytest.mark.redis
@@ -158,5 +160,5 @@ def test_broker_down_runs_in_threads(tmp_path, redis_server):
     done = system.wait_finished(job.id, timeout=20)
     assert done.status == "succeeded" and done.mode == "threads"
     assert done.worker.startswith("threads@")
-    assert pdf_pages(done.output_path) == 2
+    assert pdf_pages(system.settings.in_storage(done.output_path)) == 2
     shutil.rmtree(settings.uploads_dir, ignore_errors=True)

@@ -6,6 +6,7 @@ import time
 
 from app.jobs.cleanup import cleanup_expired
 from app.jobs.store import JobStore
+from tests.database import set_job_columns
 
 
 def touch_old(path, seconds_ago):
@@ -15,22 +16,21 @@ def touch_old(path, seconds_ago):
 
 def test_cleanup_expired(settings):
     settings.ensure_dirs()
-    store = JobStore(settings.database_path)
+    store = JobStore(settings.database_url)
     day = 24 * 3600
     old = store.create(owner="a", kind="calibration", params={}, queue="default")
     claim = store.claim(old.id, worker="w")
     output = settings.outputs_dir / f"{old.id}.pdf"
     output.write_bytes(b"%PDF")
     (settings.uploads_dir / old.id).mkdir()
-    store.succeed(old.id, claim.token, output_path=str(output))
-    store._conn().execute("UPDATE jobs SET finished_at = ? WHERE id = ?",
-                          (time.time() - 2 * day, old.id))
+    store.succeed(old.id, claim.token, output_path=settings.storage_relative(output))
+    set_job_columns(store, old.id, finished_at=time.time() - 2 * day)
 
     fresh = store.create(owner="a", kind="calibration", params={}, queue="default")
     claim = store.claim(fresh.id, worker="w")
     fresh_output = settings.outputs_dir / f"{fresh.id}.pdf"
     fresh_output.write_bytes(b"%PDF")
-    store.succeed(fresh.id, claim.token, output_path=str(fresh_output))
+    store.succeed(fresh.id, claim.token, output_path=settings.storage_relative(fresh_output))
 
     waiting = store.create(owner="a", kind="sheets", params={}, queue="pdf_generation")
     waiting_dir = settings.uploads_dir / waiting.id

@@ -23,7 +23,7 @@ class RecordingPool:
 def setup(tmp_path, broker_url, monitor, available=None):
     settings = make_settings(tmp_path, CELERY_BROKER_URL=broker_url)
     settings.ensure_dirs()
-    store = JobStore(settings.database_path)
+    store = JobStore(settings.database_url)
     pool = RecordingPool()
     dispatcher = Dispatcher(settings, store, pool, broker_monitor=monitor,
                             worker_available=available)
@@ -72,7 +72,7 @@ def test_no_broker_configured_means_threads(tmp_path):
     settings = make_settings(tmp_path)
     settings.ensure_dirs()
     assert settings.broker_url is None
-    store = JobStore(settings.database_path)
+    store = JobStore(settings.database_url)
     pool = RecordingPool()
     dispatcher = Dispatcher(settings, store, pool, broker_monitor=None)
     job = store.create(owner="a", kind="calibration", params={}, queue="default")

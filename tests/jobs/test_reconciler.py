@@ -14,6 +14,7 @@ from app.jobs.dispatch import Dispatcher
 from app.jobs.reconciler import Reconciler
 from app.jobs.store import JobStore
 from tests.conftest import free_port, make_settings
+from tests.database import set_job_columns
 from tests.jobs.conftest import FakeMonitor
 
 
@@ -32,7 +33,7 @@ def world(tmp_path, request):
     url = server.url if server else f"redis://127.0.0.1:{free_port()}/0"
     settings = make_settings(tmp_path, CELERY_BROKER_URL=url)
     settings.ensure_dirs()
-    store = JobStore(settings.database_path)
+    store = JobStore(settings.database_url)
     pool = RecordingPool()
     monitor = FakeMonitor(server is not None)
     dispatcher = Dispatcher(settings, store, pool, broker_monitor=monitor)
@@ -49,9 +50,7 @@ def new_job(store, queue="pdf_generation", kind="sheets"):
 def age(store, job_id, **columns):
     """Move timestamps into the past: age(store, id, heartbeat_at=30) = 30 s ago."""
     now = time.time()
-    sets = ", ".join(f"{name} = ?" for name in columns)
-    store._conn().execute(f"UPDATE jobs SET {sets} WHERE id = ?",
-                          (*(now - seconds for seconds in columns.values()), job_id))
+    set_job_columns(store, job_id, **{name: now - seconds for name, seconds in columns.items()})
 
 
 def test_stale_running_job_is_requeued_and_sent(world):
@@ -190,18 +189,18 @@ def test_celery_job_killed_at_the_time_limit_is_failed_not_rerun(world):
 
 def test_one_reconciler_per_instance_without_a_manager(tmp_path):
     from app import create_app
-    from app.jobs import start_reconciler, stop_reconciler
+    from app.runtime import runtime_of
     settings = make_settings(tmp_path)
-    first, second = create_app(settings), create_app(settings)
+    first, second = (runtime_of(create_app(settings)).reconciler for _ in range(2))
     try:
-        running = start_reconciler(first)
-        assert running is not None and start_reconciler(first) is running
-        assert start_reconciler(second) is None  # the lock is taken
-        stop_reconciler(first)
-        assert start_reconciler(second) is not None
+        running = first.start()
+        assert running is not None and first.start() is running
+        assert second.start() is None  # the lock is taken
+        first.stop()
+        assert second.start() is not None
     finally:
-        stop_reconciler(first)
-        stop_reconciler(second)
+        first.stop()
+        second.stop()
 
 
 def _reconciler_threads() -> int:
@@ -211,37 +210,35 @@ def _reconciler_threads() -> int:
 
 @pytest.mark.parametrize("manager_first", [True, False], ids=["manager-first", "web-first"])
 def test_manager_host_and_web_process_share_the_reconciler_lock(tmp_path, manager_first):
-    """host_manager's reconciler takes run/jobs-reconciler.lock like start_reconciler, so
-    exactly one periodic sweep runs per instance; the manager's worker-lost hook works
-    in its own process either way."""
+    """The manager host's reconciler takes run/jobs-reconciler.lock like any other
+    process's, so exactly one periodic sweep runs per instance; the manager's
+    worker-lost hook works in its own process either way."""
     from app import create_app
-    from app.jobs import RECONCILER_KEY, start_reconciler, stop_reconciler, worker_lost_hook
-    from app.supervisor import host_manager, manager_handle
+    from app.runtime import runtime_of
 
     settings = make_settings(tmp_path)
-    host, web = create_app(settings), create_app(settings)
+    host, web = (runtime_of(create_app(settings)) for _ in range(2))
     before = _reconciler_threads()
     try:
         if manager_first:
-            assert host_manager(host, takeover=False)
-            assert start_reconciler(web) is None
-            assert RECONCILER_KEY in host.extensions
+            assert host.host_manager(takeover=False)
+            assert web.reconciler.start() is None
+            assert host.reconciler.running is not None
         else:
-            assert start_reconciler(web) is not None
-            assert host_manager(host, takeover=False)
-            assert RECONCILER_KEY not in host.extensions
+            assert web.reconciler.start() is not None
+            assert host.host_manager(takeover=False)
+            assert host.reconciler.running is None
         assert _reconciler_threads() - before == 1
         # The hook the manager was built with runs here, with or without the lock.
-        assert worker_lost_hook(host)("nobody@nowhere", None).result(10) == []
+        assert host.on_worker_lost("nobody@nowhere", None).result(10) == []
         # The manager's host stopping frees the lock for someone else (and vice versa).
-        manager_handle(host).close()
-        stop_reconciler(web)
+        host.handle.close()
+        web.reconciler.stop()
         assert _reconciler_threads() == before
-        assert start_reconciler(web) is not None
+        assert web.reconciler.start() is not None
     finally:
-        manager_handle(host).close()
-        stop_reconciler(host)
-        stop_reconciler(web)
+        host.close()
+        web.close()
 
 
 @pytest.mark.redis
@@ -289,11 +286,15 @@ def test_dispatcher_close_closes_its_celery_client(world):
 
 def test_close_services_closes_the_dispatcher(tmp_path):
     from app import create_app
-    from app.jobs import SERVICES_KEY, close_services, services
+    from app.jobs import services
+    from app.runtime import runtime_of
 
     app = create_app(make_settings(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:1/0"))
     jobs = services(app)
     closed = []
     jobs.dispatcher.celery.close = lambda: closed.append(True)
-    close_services(app, wait=5)
-    assert closed == [True] and SERVICES_KEY not in app.extensions
+    runtime_of(app).close_jobs(wait=5)
+    assert closed == [True]
+    rebuilt = services(app)  # the next use builds fresh services
+    assert rebuilt is not jobs
+    runtime_of(app).close_jobs(wait=5)

@@ -8,14 +8,15 @@ import time
 import pytest
 
 from app.cards.errors import CardError
-from app.jobs import runner
+from app.cards.options import CalibrationOptions
+from app.jobs import engine, runner
 from app.jobs.store import JobStore
 
 
 @pytest.fixture
 def job_store(settings):
     settings.ensure_dirs()
-    return JobStore(settings.database_path)
+    return JobStore(settings.database_url)
 
 
 def new_job(store, kind="calibration"):
@@ -24,13 +25,12 @@ def new_job(store, kind="calibration"):
 
 
 def fake_kind(monkeypatch, body):
-    """Replace the calibration function with `body(progress)`; it writes a PDF stub."""
-    def function(job_id, params, progress, *, settings):
-        def write(tmp):
-            body(progress)
-            tmp.write_bytes(b"%PDF-1.4 fake\n%%EOF\n")
-        return runner._produce(settings, job_id, write)
-    monkeypatch.setitem(runner.KIND_FUNCTIONS, "calibration", function)
+    """Replace the calibration engine call with `body(progress)`; it writes a PDF stub."""
+    def make(inputs, params, output, progress, settings):
+        body(progress)
+        output.write_bytes(b"%PDF-1.4 fake\n%%EOF\n")
+        return "fake"
+    monkeypatch.setitem(engine.KINDS, "calibration", engine.JobKind(CalibrationOptions, make))
 
 
 def test_success_writes_output_atomically(settings, job_store, monkeypatch):
@@ -40,7 +40,7 @@ def test_success_writes_output_atomically(settings, job_store, monkeypatch):
     assert result["status"] == "succeeded"
     done = job_store.get(job.id)
     assert done.status == "succeeded" and done.progress == 1.0
-    assert done.output_path == str(settings.outputs_dir / f"{job.id}.pdf")
+    assert done.output_path == f"outputs/{job.id}.pdf"  # relative to STORAGE_DIR
     assert (settings.outputs_dir / f"{job.id}.pdf").read_bytes().startswith(b"%PDF")
     # No temporary file left behind.
     assert [p.name for p in settings.outputs_dir.iterdir()] == [f"{job.id}.pdf"]
@@ -198,12 +198,12 @@ def test_engine_writes_the_final_path_itself(settings, job_store, monkeypatch):
 
     seen = []
 
-    def calibration(paper_size, output, progress):
+    def calibration(inputs, params, output, progress, settings):
         seen.append(output)
         write_atomically(output, lambda fh: fh.write(b"%PDF-1.4 fake\n%%EOF\n"))
         return "ok"
 
-    monkeypatch.setattr(runner.engine, "calibration", calibration)
+    monkeypatch.setitem(engine.KINDS, "calibration", engine.JobKind(CalibrationOptions, calibration))
     job = new_job(job_store)
     result = runner.run_job(settings, job.id, runner="test", store=job_store)
     assert result["status"] == "succeeded"
@@ -216,14 +216,53 @@ def test_engine_writes_the_final_path_itself(settings, job_store, monkeypatch):
 def test_engine_failure_leaves_no_output(settings, job_store, monkeypatch):
     from app.cards.pdf import write_atomically
 
-    def calibration(paper_size, output, progress):
+    def calibration(inputs, params, output, progress, settings):
         def write(fh):
             fh.write(b"%PDF-1.4 half")
             raise CardError("broke half way")
         write_atomically(output, write)
 
-    monkeypatch.setattr(runner.engine, "calibration", calibration)
+    monkeypatch.setitem(engine.KINDS, "calibration", engine.JobKind(CalibrationOptions, calibration))
     job = new_job(job_store)
     result = runner.run_job(settings, job.id, runner="test", store=job_store)
     assert result == {"job_id": job.id, "status": "failed", "error": "broke half way"}
     assert list(settings.outputs_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind, params, message", [
+    ("calibration", {"paper_size": "a0"}, "unknown paper size 'a0'"),
+    ("offset", {"x": 5000}, "x offset 5000 px is out of range"),
+    ("sheets", {"ppi": 5}, "ppi must be between"),
+    ("sheets", {"paper_size": "a3", "card_size": "poker"}, "not available on 'a3'"),
+    ("calibration", {"paper_size": "letter", "extra": 1}, "unknown option 'extra'"),
+])
+def test_stored_params_are_validated_again_in_the_worker(settings, job_store, kind, params,
+                                                         message):
+    """A row the models refuse (old, hand-made, tampered) fails at once with the engine's
+    message, before any card work, and leaves no output."""
+    job = job_store.create(owner="alice", kind=kind, params=params, queue="default")
+    result = runner.run_job(settings, job.id, runner="test", store=job_store)
+    assert result["status"] == "failed" and message in result["error"]
+    assert job_store.get(job.id).attempts == 1
+    assert not settings.outputs_dir.exists() or list(settings.outputs_dir.iterdir()) == []
+
+
+def test_stored_params_round_trip_through_the_model(settings, job_store, monkeypatch):
+    """What the API stores (the model's JSON) is what the engine call receives, as the model."""
+    from app.jobs.engine import SheetJobParams
+
+    received = []
+
+    def make(inputs, params, output, progress, settings):
+        received.append(params)
+        output.write_bytes(b"%PDF-1.4\n")
+        return "ok"
+
+    monkeypatch.setitem(engine.KINDS, "sheets", engine.JobKind(SheetJobParams, make))
+    sent = SheetJobParams.parse(paper_size="a4", ppi="600", skip="3", crop=" 3mm ",
+                                files={"fronts": 2, "back": 0, "double_sided": 0})
+    job = job_store.create(owner="alice", kind="sheets", params=sent.model_dump(mode="json"),
+                           queue="pdf_generation")
+    assert runner.run_job(settings, job.id, runner="test", store=job_store)["status"] == \
+        "succeeded"
+    assert received == [sent] and isinstance(received[0], SheetJobParams)

@@ -81,7 +81,7 @@ def test_only_one_of_many_concurrent_claims_wins(store):
 
     def claim():
         barrier.wait()
-        outcomes.append(JobStore(store.db_path).claim(job.id, worker="t").outcome)
+        outcomes.append(JobStore(store.url).claim(job.id, worker="t").outcome)
 
     threads = [threading.Thread(target=claim) for _ in range(8)]
     for t in threads:
@@ -99,7 +99,7 @@ def test_only_one_process_wins_the_claim(store):
     job = make(store)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_claim_in_process, args=(store.db_path, job.id, queue))
+    procs = [ctx.Process(target=_claim_in_process, args=(store.url, job.id, queue))
              for _ in range(4)]
     for p in procs:
         p.start()
@@ -174,22 +174,98 @@ def test_unknown_kind_rejected(store):
         make(store, kind="bogus")
 
 
-def test_failed_commit_rolls_back_and_leaves_no_open_transaction(store):
-    """A COMMIT that fails (here a deferred foreign key; in production SQLITE_BUSY or an
-    I/O error) must not leave the thread's connection inside the transaction."""
-    import sqlite3
+def test_failed_commit_rolls_back_and_leaves_the_store_usable(store):
+    """A COMMIT that fails (here a deferred foreign key; in production a busy file, an
+    I/O error or a lost PostgreSQL connection) rolls back what the transaction did."""
+    import sqlalchemy as sa
 
     job = make(store)
-    conn = store._conn()
-    conn.executescript(
-        "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
-        "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
-        " REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);")
-    with pytest.raises(sqlite3.IntegrityError):
-        with store._tx() as tx:
-            tx.execute("UPDATE jobs SET message = 'half' WHERE id = ?", (job.id,))
-            tx.execute("INSERT INTO child (parent) VALUES (42)")  # fails only at COMMIT
-    assert not conn.in_transaction
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+        conn.execute(sa.text(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
+            " REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)"))
+    with pytest.raises(sa.exc.IntegrityError):
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE jobs SET message = 'half' WHERE id = :id"),
+                         {"id": job.id})
+            conn.execute(sa.text("INSERT INTO child (id, parent) VALUES (1, 42)"))
     assert store.get(job.id).message == "queued"  # the half-done write was rolled back
-    # The connection is usable for the next transaction (no "within a transaction").
     assert store.claim(job.id, worker="w").outcome == "claimed"
+
+
+# --- many hosts: processes x threads racing over the same jobs ---------------------------
+RACERS, THREADS_EACH, RACE_JOBS = 3, 3, 16
+
+
+def _race(url: str, job_ids: list[str], lease: float, hold: float, results) -> None:
+    """One 'host': threads that each try every job (in its own order), run what they
+    claim for up to `hold` seconds, then try to finish it."""
+    import os
+    import random
+
+    store = JobStore(url)
+
+    def worker(index: int) -> None:
+        name, rng = f"p{os.getpid()}/t{index}", random.Random(f"{os.getpid()}-{index}")
+        order = list(job_ids)
+        rng.shuffle(order)
+        for job_id in order:
+            claim = store.claim(job_id, worker=name, lease_seconds=lease, max_attempts=100)
+            if claim.outcome != "claimed":
+                results.put((job_id, claim.outcome, name, None))
+                continue
+            time.sleep(rng.uniform(0, hold))
+            won = store.succeed(job_id, claim.token, output_path=f"outputs/{job_id}.pdf")
+            results.put((job_id, "succeeded" if won else "fenced", name, claim.token))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS_EACH)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _run_race(store, *, lease: float, hold: float) -> tuple[list, list]:
+    job_ids = [make(store).id for _ in range(RACE_JOBS)]
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(store.url, job_ids, lease, hold, results))
+             for _ in range(RACERS)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=60) for _ in range(RACERS * THREADS_EACH * RACE_JOBS)]
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    return job_ids, outcomes
+
+
+def test_racing_hosts_run_every_job_exactly_once(store):
+    """9 claimers in 3 processes, a lease no run outlives: each job is claimed by one
+    run only, and every later claim sees it running (busy) or finished (done)."""
+    job_ids, outcomes = _run_race(store, lease=30.0, hold=0.01)
+    for job_id in job_ids:
+        mine = [o for o in outcomes if o[0] == job_id]
+        assert [o[1] for o in mine].count("succeeded") == 1, mine
+        assert {o[1] for o in mine} <= {"succeeded", "busy", "done"}, mine
+        job = store.get(job_id)
+        assert job.status == "succeeded" and job.attempts == 1
+
+
+def test_racing_hosts_with_lapsing_leases_finish_each_job_once(store):
+    """Runs that outlive a short lease are taken over; the overtaken run's final write is
+    fenced off, so exactly one run finishes each job, and it is the last holder."""
+    job_ids, outcomes = _run_race(store, lease=0.15, hold=0.3)
+    takeovers = 0
+    for job_id in job_ids:
+        mine = [o for o in outcomes if o[0] == job_id]
+        winners = [o for o in mine if o[1] == "succeeded"]
+        assert len(winners) == 1, mine
+        job = store.get(job_id)
+        assert job.status == "succeeded" and job.worker == winners[0][2]
+        claimed = [o for o in mine if o[3] is not None]
+        takeovers += len(claimed) - 1
+        # Claims after the job was finished saw "done": a finished job is never redone.
+        assert job.attempts == len(claimed)
+    assert takeovers > 0, "no lease lapsed: the test did not exercise the fence"

@@ -31,7 +31,7 @@ class JobSystem:
 
         settings.ensure_dirs()
         self.settings = settings
-        self.store = JobStore(settings.database_path)
+        self.store = JobStore(settings.database_url)
         self.fallback = ThreadFallback(settings, self.store)
         self.monitor = BrokerMonitor(settings.broker_url, timeout=0.5)
         holder = {}
@@ -81,7 +81,7 @@ def test_job_of_a_sigkilled_worker_succeeds_once_within_15s(fast_settings, manag
     done = system.finished(job.id, 30)
     assert done.status == "succeeded", done.error
     assert time.monotonic() - killed_at < 15
-    assert valid_pdf(done.output_path)
+    assert valid_pdf(system.settings.in_storage(done.output_path))
     time.sleep(1.0)   # a second delivery (restore + re-dispatch) must not complete it again
     assert system.completions() == [job.id]
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from app.runtime import runtime_of
 from tests.conftest import make_settings
 
 ADMIN = ("admin", "admin-password-1")
 USER = ("alice", "alice-password-1")
+
+
+@pytest.fixture(autouse=True)
+def _database_backend(db_backend):
+    """Every web and auth test runs on SQLite and on PostgreSQL (see tests.database)."""
+    return db_backend
 
 
 @pytest.fixture
@@ -23,9 +30,8 @@ def make_app(tmp_path):
         return app
 
     yield build
-    from app.supervisor import manager_handle
     for app in created:
-        manager_handle(app).close()
+        runtime_of(app).close()
 
 
 @pytest.fixture

@@ -1,10 +1,19 @@
-"""A stand-in manager for unit tests of the control socket and API (never for "Must show")."""
+"""A stand-in manager for unit tests of the control socket and API (never for "Must show").
+
+Its answers have the real manager's shapes: the keys `app.supervisor.admin_ops` lists
+for each operation (tests/web/test_admin_ops.py holds the fake to them, and
+tests/e2e/test_admin_e2e.py the real manager).
+"""
 from __future__ import annotations
 
 import os
 import threading
 
+from kombu.exceptions import OperationalError
+
+from app.settings import KNOWN_QUEUES
 from app.supervisor.errors import BrokerUnavailable, InvalidRequest
+from app.supervisor.worker_slot import REASONS, RUNNING
 
 
 class FakeManager:
@@ -29,27 +38,32 @@ class FakeManager:
         self._record("start", concurrency=concurrency, queues=queues)
         if queues and "bogus" in queues:
             raise InvalidRequest("unknown queue bogus")
-        return {"started": queues or ["pdf_generation", "pdf_offset", "default"]}
+        return self.status()
 
     def stop(self, timeout=30):
         self._record("stop", timeout=timeout)
-        return {"stopped": ["pdf_generation", "pdf_offset", "default"]}
+        return self.status()
 
     def restart(self, queue=None):
         self._record("restart", queue=queue)
-        return {"restarted": [queue] if queue else ["pdf_generation", "pdf_offset", "default"]}
+        return self.status()
 
     def status(self):
-        return {"mode": "celery", "pid_of_owner": os.getpid(),
+        return {"mode": "celery",
                 "workers": [{"name": "default@host", "queue": "default", "pid": 4242,
-                             "state": "RUNNING", "pool_size": 1, "restarts": 2,
-                             "restarts_by_reason": {"crash": 1, "hang": 0, "memory": 0,
-                                                    "manual": 1},
+                             "state": RUNNING, "pool_size": 1, "restarts": 2,
+                             "restarts_by_reason": {**{r: 0 for r in REASONS},
+                                                    "crash": 1, "manual": 1},
                              "responsive": True, "cpu_percent": 1.5, "rss_bytes": 1000,
                              "memory_bytes": 5000}],
                 "broker": {"url": "redis://127.0.0.1:1/0", "reachable": True,
-                           "embedded": False},
-                "queues": {"default": 3, "pdf_generation": 0, "pdf_offset": None}}
+                           "since": None, "last_error": None, "embedded": False,
+                           "process": None},
+                "queues": {"default": 3, "pdf_generation": 0, "pdf_offset": None},
+                "restarts_by_reason": {**{r: 0 for r in REASONS}, "crash": 1, "manual": 1},
+                "concurrency": {name: 1 for name in KNOWN_QUEUES},
+                "manager": {"running": True, "pid": os.getpid(), "uptime_seconds": 1.0,
+                            "threads_reason": None}}
 
     def health(self):
         return {"healthy": True, "status": "healthy", "mode": "celery", "uptime_seconds": 1.0,
@@ -59,10 +73,9 @@ class FakeManager:
     def tasks(self):
         if self.broker_down:
             raise BrokerUnavailable("broker down")
-        return {"active": {}, "reserved": {}, "scheduled": {}}
+        return {"workers": {}}
 
     def stats(self):
-        from kombu.exceptions import OperationalError
         if self.broker_down:
             raise OperationalError("connection refused")
         return {"workers": {}}
@@ -70,6 +83,10 @@ class FakeManager:
     def purge(self, queues):
         self._record("purge", queues=queues)
         return {"purged": {name: 0 for name in queues}}
+
+    def log_tail(self, worker, max_bytes=16 * 1024):
+        self._record("log_tail", worker=worker, max_bytes=max_bytes)
+        return {"worker": worker, "size": 0, "offset": 0, "truncated": False, "text": ""}
 
     def worker_available(self, queue):
         return queue != "pdf_offset"

@@ -10,6 +10,7 @@ from app.auth import bootstrap_admin
 from app.auth.users import UserError, UserStore
 from app.settings import SettingsError, load_settings
 from tests.conftest import make_settings
+from tests.database import current_database_url
 from tests.web.conftest import ADMIN, USER, bearer, login
 
 
@@ -95,7 +96,7 @@ def test_login_is_rate_limited_per_client(make_app):
 
 
 def test_admin_bootstrap_is_idempotent(tmp_path):
-    store = UserStore(tmp_path / "db.sqlite3")
+    store = UserStore(current_database_url() or tmp_path / "db.sqlite3")
     store.init_schema()
     bootstrap_admin(store, "root", "first-password")
     bootstrap_admin(store, "root", "second-password")  # never overwrites
@@ -104,23 +105,24 @@ def test_admin_bootstrap_is_idempotent(tmp_path):
 
 
 def test_weak_bootstrap_password_refuses_to_start(tmp_path):
-    store = UserStore(tmp_path / "db.sqlite3")
+    store = UserStore(current_database_url() or tmp_path / "db.sqlite3")
     store.init_schema()
     with pytest.raises(SettingsError):
         bootstrap_admin(store, "root", "short")
 
 
 def test_passwords_are_hashed(app):
-    import sqlite3
-    conn = sqlite3.connect(app.config["SETTINGS"].database_path)
-    stored = conn.execute("SELECT password_hash FROM users WHERE username = ?",
-                          (USER[0],)).fetchone()[0]
-    conn.close()
+    import sqlalchemy as sa
+
+    from app.db.schema import users
+    with app.extensions["scm.users"].engine.connect() as conn:
+        stored = conn.execute(sa.select(users.c.password_hash)
+                              .where(users.c.username == USER[0])).scalar_one()
     assert USER[1] not in stored and stored.startswith(("scrypt:", "pbkdf2:"))
 
 
 def test_user_store_rejects_bad_names_and_duplicates(tmp_path):
-    store = UserStore(tmp_path / "db.sqlite3")
+    store = UserStore(current_database_url() or tmp_path / "db.sqlite3")
     store.init_schema()
     store.create("bob", "bob-password", "user")
     with pytest.raises(UserError):

@@ -5,9 +5,9 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.db import connect
 from app.jobs.store import JobStore
 from app.supervisor import manager_handle
+from tests.database import set_job_columns
 from tests.web.fakes import FakeManager
 
 
@@ -21,14 +21,11 @@ def samples(text: str) -> dict:
 
 def test_metrics_cover_workers_queues_jobs(app, client):
     assert manager_handle(app).acquire(FakeManager)
-    store = JobStore(app.config["SETTINGS"].database_path)
+    store = JobStore(app.config["SETTINGS"].database_url)
     done = store.create(owner="alice", kind="sheets", params={}, queue="pdf_generation")
     store.create(owner="alice", kind="calibration", params={}, queue="default")
     now = time.time()
-    conn = connect(app.config["SETTINGS"].database_path)
-    conn.execute("UPDATE jobs SET status='succeeded', started_at=?, finished_at=? WHERE id=?",
-                 (now - 3.0, now, done.id))
-    conn.close()
+    set_job_columns(store, done.id, status="succeeded", started_at=now - 3.0, finished_at=now)
 
     response = client.get("/metrics")
     assert response.status_code == 200

@@ -107,7 +107,8 @@ function renderStatus(status) {
 async function refreshLog() {
   const worker = SCM.$("#log-worker").value;
   if (!worker) return;
-  const response = await SCM.api(`/api/celery/workers/${encodeURIComponent(worker)}/log?bytes=${LOG_BYTES}`);
+  const response = await SCM.api("/api/celery/log_tail", { method: "POST",
+    json: { worker, max_bytes: LOG_BYTES } });
   const text = response.ok ? (await response.json()).text : await SCM.errorText(response);
   if (SCM.$("#log-worker").value !== worker) return; // the choice changed meanwhile
   const pre = SCM.$("#log-tail");

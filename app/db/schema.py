@@ -1,0 +1,63 @@
+"""The tables of the job and user store, as SQLAlchemy Core objects.
+
+This is the shape the code queries; the migrations in `app/db/migrations` build it (a
+test checks that a fresh `upgrade head` matches this metadata). Change both together:
+a new column here needs a new migration there.
+
+Timestamps are seconds since the epoch in double precision (`time.time()`), as the
+embedded SQLite store always kept them.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON, sorted keys
+    sa.Column("queue", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("progress", sa.Double, nullable=False, server_default="0"),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("mode", sa.Text),
+    sa.Column("worker", sa.Text),
+    sa.Column("worker_node", sa.Text),
+    sa.Column("task_id", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease", sa.Text),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("dispatched_at", sa.Double),
+    sa.Column("started_at", sa.Double),
+    sa.Column("finished_at", sa.Double),
+    sa.Column("heartbeat_at", sa.Double),
+    sa.Column("output_path", sa.Text),  # relative to STORAGE_DIR
+    sa.Index("jobs_owner_created", "owner", "created_at"),
+    sa.Index("jobs_status", "status"),
+)
+
+# Keyed by name today. User ids and token versions (the hardening work) are one more
+# migration: add the columns (batch mode rebuilds the table on SQLite).
+users = sa.Table(
+    "users", metadata,
+    sa.Column("username", sa.Text, primary_key=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.CheckConstraint("role IN ('admin', 'user')", name="users_role"),
+)
+
+# One saved printer profile per user (issue 10): the back-page offset the user measured
+# with a calibration sheet, and the paper their printer takes.
+printer_profiles = sa.Table(
+    "printer_profiles", metadata,
+    sa.Column("username", sa.Text, primary_key=True),
+    sa.Column("x", sa.Integer, nullable=False),
+    sa.Column("y", sa.Integer, nullable=False),
+    sa.Column("paper_size", sa.Text),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)

@@ -1,0 +1,134 @@
+"""The composition root: every per-process service of one Flask app, built here.
+
+`Runtime` builds the job services on first use (store, thread fallback, broker monitor,
+dispatcher), owns the handle on the instance's one manager and the reconciler seat, and
+connects them: the dispatcher asks the handle which queues have workers, the manager's
+worker-lost hook and the admin purge go to the reconciler. No package imports this
+module; entry points and `create_app()` do.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from app.jobs.dispatch import Dispatcher
+from app.jobs.fallback import ThreadFallback
+from app.jobs.job_services import JobServices
+from app.jobs.store import store_for
+from app.runtime.hosting import Hosting
+from app.runtime.reconciler_seat import ReconcilerSeat
+from app.settings import Settings
+from app.supervisor.broker import BrokerMonitor
+from app.supervisor.control import ManagerHandle
+from app.supervisor.manager import CeleryWorkerManager
+
+log = logging.getLogger(__name__)
+RUNTIME_KEY = "scm.runtime"
+BROKER_TIMEOUT = 0.5  # dispatch asks per submission: never wait longer on the broker
+
+
+class Runtime:
+    """This process's services for one app. Building it starts nothing."""
+
+    def __init__(self, settings: Settings, *, worker_app: str = "celery_app"):
+        self.settings = settings
+        self.worker_app = worker_app
+        self.handle = ManagerHandle(settings)
+        self.reconciler = ReconcilerSeat(settings, lambda: self.jobs)
+        self._jobs: JobServices | None = None
+        self._jobs_lock = threading.Lock()
+
+    # --- job services ---------------------------------------------------------------
+    @property
+    def jobs(self) -> JobServices:
+        """The job services, built on first use (nothing starts before then)."""
+        with self._jobs_lock:
+            if self._jobs is None:
+                self._jobs = self._build_jobs()
+            return self._jobs
+
+    def _build_jobs(self) -> JobServices:
+        settings = self.settings
+        store = store_for(settings.database_url)
+        fallback = ThreadFallback(settings, store)
+        monitor = BrokerMonitor(settings.broker_url, timeout=BROKER_TIMEOUT) \
+            if settings.broker_url else None
+        dispatcher = Dispatcher(settings, store, fallback, broker_monitor=monitor,
+                                worker_available=self.handle.worker_available)
+        return JobServices(store=store, dispatcher=dispatcher, fallback=fallback,
+                           broker_monitor=monitor)
+
+    def close_jobs(self, wait: float | None = None) -> None:
+        """Stop the reconciler and tear down the job services (next use rebuilds them)."""
+        self.reconciler.stop()
+        with self._jobs_lock:
+            built, self._jobs = self._jobs, None
+        if built is not None:
+            built.close(wait=wait)
+
+    # --- hosting ---------------------------------------------------------------------
+    def start(self, hosting: Hosting) -> bool:
+        """Start this process's share of the instance; True when it hosts the manager."""
+        if hosting.manager:
+            if self.host_manager(takeover=hosting.takeover):
+                return True  # the manager's start-up hook started the reconciler
+            log.info("another process runs the manager for %s; using it",
+                     self.settings.INSTANCE_PATH)
+        if hosting.reconciler and self.reconciler.start() is None:
+            log.info("another process runs the jobs reconciler for this instance")
+        return False
+
+    def host_manager(self, *, takeover: bool = True) -> bool:
+        """Run the manager here if no process of the instance does; True when it now does.
+
+        With `takeover`, this process replaces the owner if it dies. Once the manager is
+        open the periodic reconciler starts here too (unless another process runs it);
+        the manager's `on_worker_lost` always runs here, where its workers die.
+        """
+        return self.handle.acquire(self.new_manager, on_opened=self._manager_opened,
+                                   on_closing=self.reconciler.stop, takeover=takeover)
+
+    def new_manager(self, settings: Settings) -> CeleryWorkerManager:
+        return CeleryWorkerManager(settings, on_worker_lost=self.on_worker_lost,
+                                   worker_app=self.worker_app)
+
+    def _manager_opened(self, _manager) -> None:
+        # Journaled thread-mode jobs of a crashed run first, then the periodic sweep.
+        if self.reconciler.start() is None:
+            log.info("another process runs the jobs reconciler for this instance")
+
+    def on_worker_lost(self, worker_name: str, queue: str | None = None, **details):
+        """Re-dispatch the jobs a dead worker held (resolved at call time, so it follows
+        the reconciler started - here or elsewhere - after the manager was built)."""
+        return self.reconciler.for_this_process().redispatch_worker_jobs(
+            worker_name, queue, **details)
+
+    def fail_purged_jobs(self, queues, *, purge_started: float,
+                         purge_finished: float) -> dict[str, int]:
+        """After a broker purge of `queues`: fail the jobs whose messages it removed, so
+        no reconciler publishes them again. Returns {queue: number of jobs failed}."""
+        queues = list(queues)
+        store = self.jobs.store
+        if not any(store.queued_celery(published_before=purge_finished, queue=name)
+                   for name in queues):
+            return {name: 0 for name in queues}  # nothing to look up in the broker
+        return self.reconciler.for_this_process().fail_purged(
+            queues, purge_started=purge_started, purge_finished=purge_finished)
+
+    def close(self, wait: float | None = None) -> None:
+        """The one stop sequence: the manager (workers warm, then killed) if it runs here,
+        then the reconciler, thread pool and Celery client (unfinished thread jobs stay
+        journaled for the next boot)."""
+        self.handle.close()
+        self.close_jobs(wait=wait)
+
+
+def attach(app: Flask, runtime: Runtime) -> Runtime:
+    app.extensions[RUNTIME_KEY] = runtime
+    return runtime
+
+
+def runtime_of(app: Flask) -> Runtime:
+    return app.extensions[RUNTIME_KEY]
