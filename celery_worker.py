@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from app.settings import KNOWN_QUEUES, load_settings_or_exit  # noqa: E402
+from app.settings import KNOWN_QUEUES, load_settings_or_exit, queue_names  # noqa: E402
 
 
 def parse_args(argv: list[str], settings) -> argparse.Namespace:
@@ -32,9 +32,9 @@ def parse_args(argv: list[str], settings) -> argparse.Namespace:
     parser.add_argument("--hostname", default=None,
                         help="Celery node name (default: standalone-<queues>@%%h)")
     args = parser.parse_args(argv)
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
-    unknown = sorted(set(queues) - set(KNOWN_QUEUES))
-    if not queues or unknown:
+    try:
+        queues = queue_names(args.queues)
+    except ValueError:
         parser.error(f"--queues must name queues from {', '.join(KNOWN_QUEUES)}")
     if not 1 <= args.concurrency <= 256:
         parser.error("--concurrency must be between 1 and 256")
@@ -44,9 +44,10 @@ def parse_args(argv: list[str], settings) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     settings = load_settings_or_exit()
-    args = parse_args(argv, settings)
+    # [deploy] None: the console script's own command line.
+    args = parse_args(sys.argv[1:] if argv is None else argv, settings)
     broker = settings.broker_url
     if not broker:
         print("error: no broker configured: set REDIS_URL, REDIS_HOST or CELERY_BROKER_URL",

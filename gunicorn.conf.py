@@ -35,6 +35,14 @@ _ENTRY = Entry.GUNICORN_CHILD if _MANAGER_IN_PARENT else Entry.GUNICORN
 wsgi_app = "app:create_app()"
 _host = _settings.HOST
 bind = [f"[{_host}]:{_settings.PORT}" if ":" in _host else f"{_host}:{_settings.PORT}"]
+# Behind start_with_celery.py's slow-client front (app/front): a private Unix socket, and
+# the client's address from the front's PROXY protocol line. gthread threads then only
+# ever receive complete requests, so a slow client cannot hold one.
+_FRONT_UPSTREAM = os.environ.get("SCM_FRONT_UPSTREAM")
+if _FRONT_UPSTREAM:
+    bind = [f"unix:{_FRONT_UPSTREAM}"]
+    proxy_protocol = "v1"
+    proxy_allow_ips = "127.0.0.1,::1"  # TCP peers only; the Unix socket is always allowed
 workers = _settings.GUNICORN_WORKERS
 worker_class = "gthread"
 threads = _settings.GUNICORN_THREADS
@@ -46,6 +54,8 @@ keepalive = 5
 # Uploads stream through; large bodies are limited by Flask (MAX_UPLOAD_MB).
 limit_request_line = 8190
 forwarded_allow_ips = "127.0.0.1"
+# Everything gunicorn creates (worker heartbeat files, a Unix socket) is private.
+umask = 0o077
 proc_name = "silhouette-card-maker"
 # gunicorn's runtime control socket defaults to one per-user path shared by every gunicorn
 # on the machine; this app is steered through its own API, so it stays off.

@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-from app.runtime import Entry, GunicornChild, hosting_for, serve  # noqa: E402
+from app.front import http_child  # noqa: E402  (issue 12: the slow-client front)
+from app.runtime import Entry, hosting_for, runtime_of, serve  # noqa: E402
+from app.sdnotify import Notifier, ServiceNotifier  # noqa: E402  [deploy]
 from app.settings import load_settings_or_exit, with_workers_by_default  # noqa: E402
 
 
@@ -40,8 +42,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def gunicorn_config() -> Path:
+    # [deploy] Installed by `pip install .`, the file sits under <prefix>/share (pyproject).
+    beside = ROOT / "gunicorn.conf.py"
+    if beside.exists():
+        return beside
+    return Path(sys.prefix) / "share" / "silhouette-card-maker" / "gunicorn.conf.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    # [deploy] First: takes NOTIFY_SOCKET out of the environment our children inherit.
+    notifier = Notifier.from_environment()
+    args = parse_args(sys.argv[1:] if argv is None else argv)  # None: a console script
     settings = with_workers_by_default(load_settings_or_exit())
     logging.basicConfig(level=settings.LOG_LEVEL.upper(),
                         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
@@ -49,9 +61,14 @@ def main(argv: list[str]) -> int:
     # is not inherited by the children we exec).
     signal.signal(signal.SIGHUP, lambda *_: None)
     app = create_app(settings)
-    http = None if args.no_web else GunicornChild(
-        settings, ROOT / "gunicorn.conf.py", pythonpath=ROOT)
-    return serve(app, hosting_for(Entry.PRODUCTION, settings), http)
+    # issue 12: gunicorn behind the slow-client front unless a proxy does that job.
+    http = None if args.no_web else http_child(
+        settings, gunicorn_config(), pythonpath=ROOT)
+    # [deploy] systemd: READY once HTTP serves and the workers run, STATUS=, STOPPING=,
+    # and WATCHDOG=1 from the manager's own loop.
+    service = ServiceNotifier(notifier, runtime_of(app).handle.health)
+    runtime_of(app).on_tick = service.watchdog_tick
+    return serve(app, hosting_for(Entry.PRODUCTION, settings), http, notifier=service)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,10 @@ def init_app(app: Flask) -> None:
         if not _wants_json():
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        # Keep the exception's own headers (Allow on 405, WWW-Authenticate, Retry-After).
+        headers = {key: value for key, value in exc.get_headers()
+                   if key.lower() != "content-type"}
+        return error_response(exc.code or 500, code, exc.description or exc.name, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import errors, extensions, metrics, openapi
+from app import errors, extensions, metrics, openapi, security_headers
 from app.auth import init_app as init_auth
 from app.cli.cards import cards_cli
 from app.db.cli import db_cli
@@ -46,7 +46,7 @@ def instance_secret(path: Path) -> str:
             secret = path.read_text().strip()
             if secret:
                 return secret
-        raise RuntimeError(f"{path} is empty; delete it to make a new secret")
+        raise RuntimeError(f"{path} is empty; delete it to make a new secret") from None
     secret = secrets.token_urlsafe(48)
     with os.fdopen(fd, "w") as handle:
         handle.write(secret)
@@ -88,4 +88,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_web(app)
     app.cli.add_command(cards_cli)
     app.cli.add_command(db_cli)
+    security_headers.init_app(app)  # last: wraps every other layer (issue 12)
     return app

@@ -12,8 +12,7 @@ import logging
 
 from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
@@ -58,9 +57,9 @@ class SupervisorCollector:
         labels = ["worker", "queue"]
         up = GaugeMetricFamily("scm_worker_up", "1 when the worker process runs", labels=labels)
         state = GaugeMetricFamily("scm_worker_state", "1 for the worker's current state",
-                                  labels=labels + ["state"])
+                                  labels=[*labels, "state"])
         restarts = CounterMetricFamily("scm_worker_restarts", "worker restarts by reason",
-                                       labels=labels + ["reason"])
+                                       labels=[*labels, "reason"])
         rss = GaugeMetricFamily("scm_worker_rss_bytes", "RSS of the worker's main process",
                                 labels=labels)
         memory = GaugeMetricFamily("scm_worker_memory_bytes",
@@ -77,10 +76,10 @@ class SupervisorCollector:
             up.add_metric(key, 1 if current in ("STARTING", "RUNNING") and worker.get("pid")
                           else 0)
             for name in WORKER_STATES:
-                state.add_metric(key + [name], 1 if current == name else 0)
+                state.add_metric([*key, name], 1 if current == name else 0)
             by_reason = worker.get("restarts_by_reason") or {}
             for reason in RESTART_REASONS:
-                restarts.add_metric(key + [reason], float(by_reason.get(reason) or 0))
+                restarts.add_metric([*key, reason], float(by_reason.get(reason) or 0))
             rss.add_metric(key, float(worker.get("rss_bytes") or 0))
             memory.add_metric(key, float(worker.get("memory_bytes") or 0))
             cpu.add_metric(key, float(worker.get("cpu_percent") or 0))
@@ -130,7 +129,7 @@ class JobsCollector:
         histograms = {}
         for key, (cumulative, n, total) in store.duration_histogram(DURATION_BUCKETS).items():
             buckets = [(floatToGoString(bound), float(count))
-                       for bound, count in zip(DURATION_BUCKETS, cumulative)]
+                       for bound, count in zip(DURATION_BUCKETS, cumulative, strict=True)]
             buckets.append(("+Inf", float(n)))
             histograms[key] = (buckets, total)
         return store.counts(), histograms
@@ -144,9 +143,19 @@ def registry(app: Flask) -> CollectorRegistry:
     return app.extensions[REGISTRY_KEY]
 
 
+def metrics_disabled(settings) -> bool:
+    """Production serves metrics only with METRICS_TOKEN: worker names, queue depths and
+    job counts are reconnaissance for an attacker."""
+    return settings.APP_ENV == "production" and not settings.METRICS_TOKEN
+
+
 @bp.get("/metrics")
 def metrics():
-    token = current_app.config["SETTINGS"].METRICS_TOKEN
+    settings = current_app.config["SETTINGS"]
+    if metrics_disabled(settings):
+        return error_response(404, "metrics_disabled",
+                              "metrics are off in production until METRICS_TOKEN is set")
+    token = settings.METRICS_TOKEN
     if token:
         header = request.headers.get("Authorization", "")
         given = header[7:] if header[:7].lower() == "bearer " else ""
@@ -163,3 +172,5 @@ def init_app(app: Flask) -> None:
     ProcessCollector(registry=reg)  # this HTTP process's own CPU, memory and fds
     app.extensions[REGISTRY_KEY] = reg
     app.register_blueprint(bp)
+    if metrics_disabled(app.config["SETTINGS"]):
+        log.info("/metrics is off: APP_ENV=production and no METRICS_TOKEN")

@@ -13,7 +13,7 @@ import copy
 
 from flask import Blueprint, Flask, current_app, jsonify
 
-from app.cards.options import CalibrationOptions, OffsetOptions, SheetOptions
+from app.cards.models import CalibrationOptions, OffsetOptions, SheetOptions
 from app.jobs.api import MAX_LIST
 from app.jobs.engine import KINDS
 from app.jobs.names import JOB_STATUSES

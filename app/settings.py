@@ -12,12 +12,13 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+
+from app.strength import password_problem, secret_problem
 
 KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
 # SQLAlchemy URL schemes the job store runs on (drivers installed by requirements.txt).
@@ -25,6 +26,31 @@ SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
 # A placeholder people copy from examples; never accepted in production.
 DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+def queue_names(queues) -> tuple[str, ...]:
+    """The one queue-list parser: names (list or comma string), validated, repeats kept.
+
+    Used by CELERY_QUEUES, the admin API's start/purge, and celery_worker.py;
+    ValueError names what is wrong.
+    """
+    if isinstance(queues, str):
+        queues = [part.strip() for part in queues.split(",") if part.strip()]
+    if not isinstance(queues, (list, tuple)) or not queues or \
+            not all(isinstance(q, str) for q in queues):
+        raise ValueError("must name at least one queue")
+    unknown = sorted(set(queues) - set(KNOWN_QUEUES))
+    if unknown:
+        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(KNOWN_QUEUES)}")
+    return tuple(queues)
+
+
+def parse_queues(queues) -> dict[str, int]:
+    """A queue list -> {queue: weight} (repeats are weight), in first-seen order."""
+    weights: dict[str, int] = {}
+    for name in queue_names(queues):
+        weights[name] = weights.get(name, 0) + 1
+    return weights
 
 
 class SettingsError(RuntimeError):
@@ -50,7 +76,13 @@ class Settings(BaseSettings):
     JWT_REFRESH_TOKEN_DAYS: int = Field(14, ge=1, le=365)
     ADMIN_USERNAME: str | None = None
     ADMIN_PASSWORD: str | None = None
+    # Failed logins per client address and per account name. Past either, an attempt is
+    # checked only after LOGIN_THROTTLE_DELAY s (a right password still gets in; a wrong
+    # one gets 429), at most LOGIN_THROTTLE_CONCURRENCY such checks at once per process.
     LOGIN_RATE_LIMIT: str = "10 per minute"
+    LOGIN_ACCOUNT_RATE_LIMIT: str = "10 per minute"
+    LOGIN_THROTTLE_DELAY: float = Field(1.0, ge=0, le=30)
+    LOGIN_THROTTLE_CONCURRENCY: int = Field(2, ge=1, le=64)
     # How many reverse proxies in front set X-Forwarded-For; 0 trusts no header.
     TRUSTED_PROXIES: int = Field(0, ge=0, le=5)
     RATELIMIT_STORAGE_URI: str = "memory://"
@@ -70,6 +102,13 @@ class Settings(BaseSettings):
     # Unset: the instance folder itself (instance/uploads, instance/outputs).
     STORAGE_DIR: Path | None = None
 
+    # --- fair use (app/jobs/fair_use.py) -------------------------------------
+    JOB_SUBMIT_RATE_LIMIT: str = "60 per minute"            # per user
+    JOB_MAX_ACTIVE_PER_USER: int = Field(50, ge=1, le=100_000)  # queued + running
+    # Dispatched at once per user (unset: 2 x CELERY_CONCURRENCY); the rest wait in the
+    # store, released in turns between users.
+    JOB_IN_FLIGHT_PER_USER: int | None = Field(None, ge=1, le=1000)
+
     # --- Celery workers and their supervisor ---------------------------------
     START_CELERY_WORKER: bool = False
     CELERY_CONCURRENCY: int = Field(3, ge=1, le=64)
@@ -86,6 +125,14 @@ class Settings(BaseSettings):
     CELERY_TASK_RATE_LIMITS: str = ""  # "generate_sheets=10/m,offset_sheets=30/m"
     # Test-only fault injection: the named queue's worker exits at start.
     CELERY_TEST_FAIL_QUEUE: str | None = None
+    # Crash loops (issue 13): a death counts toward CELERY_MAX_RESTARTS only if the
+    # worker had not been healthy (answered a ping, alive) for this long.
+    CELERY_HEALTHY_AFTER: float = Field(5.0, ge=0, le=3600)
+    # FAILED is retried after this cool-down, doubled per failure in a row, capped.
+    CELERY_FAILED_RETRY_AFTER: float = Field(60.0, gt=0, le=24 * 3600)
+    CELERY_FAILED_RETRY_MAX: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
+    # A queue without a live consumer this long: its queued jobs move to the fallback.
+    CELERY_DRAIN_AFTER: float = Field(5.0, gt=0, le=3600)
 
     # --- broker / result backend ---------------------------------------------
     REDIS_URL: str | None = None
@@ -105,20 +152,21 @@ class Settings(BaseSettings):
     GUNICORN_THREADS: int = Field(8, ge=1, le=256)
     GUNICORN_TIMEOUT: int = Field(120, ge=5, le=3600)
 
+    # --- HTTP front: slow clients (app/front; used by start_with_celery.py) ----
+    # auto: on unless TRUSTED_PROXIES > 0 (then the proxy, e.g. deploy/nginx.conf, does it).
+    HTTP_FRONT: Literal["auto", "on", "off"] = "auto"
+    FRONT_KEEPALIVE_TIMEOUT: float = Field(5.0, gt=0, le=300)
+    FRONT_HEADER_TIMEOUT: float = Field(10.0, gt=0, le=300)
+    FRONT_BODY_TIMEOUT: float = Field(30.0, gt=0, le=3600)
+    FRONT_BODY_MIN_RATE_KB: int = Field(32, ge=1, le=1024 * 1024)
+    FRONT_SEND_TIMEOUT: float = Field(60.0, gt=0, le=3600)
+    FRONT_MAX_CONNECTIONS_PER_ADDRESS: int = Field(32, ge=1, le=100_000)
+    FRONT_MAX_CONNECTIONS: int = Field(1024, ge=1, le=100_000)
+
     @field_validator("CELERY_QUEUES", mode="before")
     @classmethod
     def _split_queues(cls, value):
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        names = tuple(value)
-        if not names:
-            raise ValueError("must name at least one queue")
-        unknown = sorted(set(names) - set(KNOWN_QUEUES))
-        if unknown:
-            raise ValueError(
-                f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(KNOWN_QUEUES)}"
-            )
-        return names
+        return queue_names(value)
 
     @field_validator("CELERY_TEST_FAIL_QUEUE", "REDIS_URL", "REDIS_HOST", "REDIS_PASSWORD",
                      "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "ADMIN_USERNAME",
@@ -127,6 +175,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "JOB_SUBMIT_RATE_LIMIT",
+                     mode="after")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        from limits import parse
+        parse(value)  # ValueError names the bad string
+        return value
 
     @field_validator("INSTANCE_PATH", "STORAGE_DIR", mode="after")
     @classmethod
@@ -147,25 +203,39 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self):
-        if self.APP_ENV == "production":
-            secret = self.JWT_SECRET_KEY or ""
-            if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_PRODUCTION_SECRET_LENGTH \
-                    or len(set(secret)) < 8:
-                raise ValueError(
-                    "JWT_SECRET_KEY must be set to a random value of at least "
-                    f"{MIN_PRODUCTION_SECRET_LENGTH} characters when APP_ENV=production "
-                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-                )
+        if self.APP_ENV != "production":
+            return self
+        secret = self.JWT_SECRET_KEY or ""
+        problem = None
+        if secret == DEFAULT_JWT_SECRET or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+            problem = f"shorter than {MIN_PRODUCTION_SECRET_LENGTH} characters or a default"
+        else:
+            problem = secret_problem(secret)
+        if problem:
+            raise ValueError(
+                f"JWT_SECRET_KEY is too weak for APP_ENV=production ({problem}); use a random "
+                f"value of at least {MIN_PRODUCTION_SECRET_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
+        return self
+
+    @model_validator(mode="after")
+    def _production_needs_strong_admin_password(self):
+        if self.APP_ENV != "production" or not self.ADMIN_PASSWORD:
+            return self
+        problem = password_problem(self.ADMIN_PASSWORD, self.ADMIN_USERNAME)
+        if problem:
+            raise ValueError(f"ADMIN_PASSWORD is too weak for APP_ENV=production: {problem}")
         return self
 
     # --- derived values ---------------------------------------------------
     @property
     def queue_weights(self) -> dict[str, int]:
         """Distinct queues in first-seen order, each with its repeat count."""
-        weights: dict[str, int] = {}
-        for name in self.CELERY_QUEUES:
-            weights[name] = weights.get(name, 0) + 1
-        return weights
+        return parse_queues(list(self.CELERY_QUEUES))
+
+    @property
+    def job_in_flight_per_user(self) -> int:
+        return self.JOB_IN_FLIGHT_PER_USER or 2 * self.CELERY_CONCURRENCY
 
     @property
     def soft_time_limit(self) -> int:
@@ -282,6 +352,10 @@ class Settings(BaseSettings):
         return None
 
     def ensure_dirs(self) -> None:
+        """Make the instance folders, private to this user, and make everything this
+        process and its children (gunicorn, Celery workers, redis-server) create from
+        now on private too: umask 077 covers files no code path gives a mode."""
+        os.umask(0o077)
         for path in (self.INSTANCE_PATH, self.run_dir, self.storage_dir, self.outputs_dir,
                      self.uploads_dir, self.logs_dir):
             path.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ import redis  # noqa: E402
 from app.celery_config import make_celery  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.supervisor.manager import CeleryWorkerManager  # noqa: E402
-from app.supervisor.worker_slot import PROJECT_ROOT, child_env, worker_argv  # noqa: E402
+from app.supervisor.plan import PROJECT_ROOT, child_env, worker_argv  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 from tests.supervisor.marks import marks_of  # noqa: E402
 

@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask
 
-from app.auth.api import make_blueprint
+from app.auth.api import THROTTLE_KEY, make_blueprint, make_throttle
 from app.auth.cli import users_cli
 from app.auth.decorators import admin_required
 from app.auth.setup import make_setup_blueprint
@@ -13,7 +13,7 @@ from app.auth.users import User, UserError, UserStore
 from app.extensions import JWT_KEY, limiter
 from app.settings import SettingsError
 
-__all__ = ["admin_required", "init_app", "User", "UserStore"]
+__all__ = ["User", "UserStore", "admin_required", "init_app"]
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def init_app(app: Flask) -> None:
     def _load_user(_header, payload) -> User | None:
         return users.get(payload["sub"])
 
-    app.register_blueprint(make_blueprint(limiter(app), settings.LOGIN_RATE_LIMIT))
+    app.extensions[THROTTLE_KEY] = make_throttle(limiter(app), settings)
+    app.register_blueprint(make_blueprint())
     app.register_blueprint(make_setup_blueprint())
     app.cli.add_command(users_cli)
     bootstrap_admin(users, settings.ADMIN_USERNAME, settings.ADMIN_PASSWORD)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
-from flask_jwt_extended import (create_access_token, create_refresh_token, current_user,
-                                jwt_required)
+from flask_jwt_extended import create_access_token, create_refresh_token, current_user, jwt_required
 from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from limits.strategies import MovingWindowRateLimiter
 
+from app.auth.throttle import LoginThrottle, ThrottlePolicy
 from app.auth.users import MAX_PASSWORD_LENGTH, UserStore
 from app.errors import APIError
 
@@ -26,6 +28,7 @@ def issue_tokens(user, *, refresh: bool = True) -> dict:
 
 
 MAX_LOGIN_BODY = 16 * 1024
+THROTTLE_KEY = "scm.login_throttle"
 
 
 def _credentials() -> tuple[str, str]:
@@ -43,20 +46,47 @@ def _credentials() -> tuple[str, str]:
     return username, password
 
 
+def _too_many(throttle: LoginThrottle) -> APIError:
+    return APIError(429, "rate_limited", "too many login attempts; try again shortly",
+                    headers={"Retry-After": str(throttle.retry_after)})
+
+
+def _throttled_authenticate(throttle: LoginThrottle, username: str, password: str):
+    # Past a failure limit: checked after a delay, so the right password still gets in.
+    with throttle.held() as entered:
+        if not entered:
+            raise _too_many(throttle)
+        return store().authenticate(username, password)
+
+
 def login():
     username, password = _credentials()
-    user = store().authenticate(username, password)
+    throttle: LoginThrottle = current_app.extensions[THROTTLE_KEY]
+    address = get_remote_address()
+    throttled = throttle.over_limit(address, username)
+    if throttled:
+        user = _throttled_authenticate(throttle, username, password)
+    else:
+        user = store().authenticate(username, password)
     if user is None:
+        throttle.record_failure(address, username)
+        if throttled:
+            raise _too_many(throttle)
         raise APIError(401, "invalid_credentials", "wrong username or password")
     return jsonify(issue_tokens(user))
 
 
-def make_blueprint(limiter: Limiter, login_limit: str) -> Blueprint:
-    """A blueprint per app: the login limit belongs to that app's limiter."""
+def make_throttle(limiter: Limiter, settings) -> LoginThrottle:
+    """Login failures are counted in the app's limiter storage (shared across workers)."""
+    # The configured storage itself, not Flask-Limiter's current choice (which may be its
+    # per-process fallback): every HTTP process must count together.
+    strategy = MovingWindowRateLimiter(limiter.storage)
+    return LoginThrottle(ThrottlePolicy.from_settings(settings), lambda: strategy)
+
+
+def make_blueprint() -> Blueprint:
     bp = Blueprint("auth", __name__, url_prefix="/api/auth")
-    bp.add_url_rule("/login", "login",
-                    limiter.limit(login_limit, error_message="too many login attempts")(login),
-                    methods=["POST"])
+    bp.add_url_rule("/login", "login", login, methods=["POST"])
 
     @bp.post("/refresh")
     @jwt_required(refresh=True)

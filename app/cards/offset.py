@@ -30,10 +30,11 @@ from pypdf.generic import (
     StreamObject,
 )
 
+from app.cards.active_content import active_content, describe
 from app.cards.errors import CardError
 from app.cards.layouts import PT_PER_PX
-from app.cards.options import OffsetOptions
 from app.cards.pdf import BACK_PREFIX, FRONT_PREFIX, num, write_atomically
+from app.cards.pdf_limits import checked_page_count, limit_pypdf_logging
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
 
 MARK_INSET_PX = 112          # registration marks start this far from the page edges
@@ -52,6 +53,8 @@ class OffsetResult:
 def offset_pdf(*, input, output, x, y, progress: ProgressCallback | None = None) -> OffsetResult:
     """Write `input` to `output` with its back pages moved x px right and y px down (300 ppi)."""
     report = Progress(progress)
+    from app.cards.models import OffsetOptions  # pydantic: loaded on first use, not on import
+    limit_pypdf_logging()
     shift = OffsetOptions.parse(x=x, y=y)
     x, y = shift.x, shift.y
     source = Path(input)
@@ -69,7 +72,9 @@ def offset_pdf(*, input, output, x, y, progress: ProgressCallback | None = None)
         to_file = report.span(0.1, 1.0, size)
         prev = _classic_xref(fh, size)
         reader = _open(fh, label, strict=True) if prev is not None else None
-        if reader is not None and not reader.is_encrypted:
+        # An incremental update keeps the original bytes: a file with active content
+        # is rewritten in full instead, with it removed.
+        if reader is not None and not reader.is_encrypted and not _has_active_content(reader):
             roles, note = _page_roles(reader, label)
             shifted = _back_pages(roles, x, y)
             try:
@@ -86,6 +91,10 @@ def offset_pdf(*, input, output, x, y, progress: ProgressCallback | None = None)
             shifted = _back_pages(roles, x, y)
             try:
                 writer = PdfWriter(clone_from=reader)
+                removed = active_content(writer.root_object, writer.pages, remove=True)
+                if removed:
+                    _drop_unreferenced(writer)
+                    warnings.append(describe(removed))
                 for number in shifted:
                     _wrap_contents(writer.pages[number - 1], writer._add_object, shift)
             except _READ_ERRORS as exc:
@@ -106,8 +115,7 @@ def _open(fh, label: str, *, strict: bool) -> PdfReader | None:
         if reader.is_encrypted and not strict:
             if not reader.decrypt(""):
                 raise CardError(f"{label}: the PDF is password-protected")
-        if len(reader.pages) == 0:
-            raise CardError(f"{label}: the PDF has no pages")
+        checked_page_count(reader, label)  # the full walk, bounded, in the worker
         return reader
     except CardError:
         raise
@@ -115,6 +123,23 @@ def _open(fh, label: str, *, strict: bool) -> PdfReader | None:
         if strict:
             return None
         raise CardError(f"{label}: not a readable PDF ({_reason(exc)})") from None
+
+
+def _has_active_content(reader: PdfReader) -> bool:
+    try:
+        return bool(active_content(reader.trailer["/Root"], reader.pages, remove=False))
+    except _READ_ERRORS:
+        return True  # unsure: take the full rewrite, which removes what it finds
+
+
+def _drop_unreferenced(writer: PdfWriter, passes: int = 50) -> None:
+    """Drop what only the removed entries referred to (a script's objects, an embedded
+    file). pypdf drops objects nothing refers to; a chain of them goes one link a pass."""
+    for _ in range(passes):
+        alive = sum(obj is not None for obj in writer._objects)
+        writer.compress_identical_objects(remove_duplicates=False, remove_unreferenced=True)
+        if sum(obj is not None for obj in writer._objects) == alive:
+            return
 
 
 def _page_roles(reader: PdfReader, label: str) -> tuple[list[str], str | None]:

@@ -1,26 +1,29 @@
-"""The generator's options (spec §5.5, §7): the checks, and the typed option sets built on them.
+"""The generator's option checks and limits (spec §5.5, §7).
 
-Every limit is written here or in `app.cards.layouts` once. `SheetOptions`,
-`OffsetOptions` and `CalibrationOptions` are what the CLI, the jobs API, the stored job
-params and the engine functions all validate with, and what the OpenAPI document is
-generated from, so none of them can accept a value another refuses.
+Every limit is written here or in `app.cards.layouts` once. The typed option sets built
+on these checks (`app.cards.models`) are what the CLI, the jobs API, the stored job params
+and the engine functions validate with; this module stays free of pydantic so that
+`import app.cards` stays cheap.
 """
 from __future__ import annotations
 
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
 
 from natsort import natsort_keygen
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      ValidationInfo, field_validator)
-from pydantic_core import PydanticCustomError
 
 from app.cards.errors import CardError
-from app.cards.layouts import CARD_SIZES, PAPERS, Layout, get_layout
+from app.cards.layouts import CARD_SIZES
+
+# Defaults, as the original's; the option models and the command lines take them from here
+# (a command line can show them without loading pydantic).
+DEFAULT_PAPER_SIZE = "letter"
+DEFAULT_CARD_SIZE = "standard"
+DEFAULT_PPI = 300
+DEFAULT_QUALITY = 100
 
 PPI_RANGE = (72, 1200)
 QUALITY_RANGE = (0, 100)          # 100 = lossless; below it, JPEG at that quality
@@ -191,188 +194,3 @@ def clean_name(name) -> tuple[str | None, list[str]]:
             "name: characters outside Western European text are shown as '?' in the label"
         )
     return printable, warnings
-
-
-# --------------------------------------------------------------------------- option sets
-
-class OptionError(CardError):
-    """A bad option value; `field` names the option (None when the whole input is wrong)."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
-
-    @classmethod
-    def first_of(cls, exc: ValidationError) -> "OptionError":
-        error = exc.errors(include_url=False)[0]
-        field = ".".join(str(part) for part in error["loc"]) or None
-        if error["type"] == "card_option":          # the engine's message names the field
-            return cls(error["msg"], field)
-        if error["type"] == "extra_forbidden":
-            return cls(f"unknown option {field!r}", field)
-        return cls(f"{field}: {error['msg']}" if field else error["msg"], field)
-
-
-def _engine(check, *args):
-    """Run an engine check inside pydantic: its CardError becomes a validation error."""
-    try:
-        return check(*args)
-    except CardError as exc:
-        raise PydanticCustomError("card_option", str(exc)) from None
-
-
-def _before(check, *args):
-    """A BeforeValidator running the engine's `check(value, *args)`."""
-    return BeforeValidator(lambda value: _engine(check, value, *args))
-
-
-def _ranged(low: int, high: int, check=check_range):
-    # The constraints come first so that the JSON schema shows them as minimum/maximum;
-    # the engine's check runs before them and gives the error message.
-    return Annotated[int, Field(ge=low, le=high),
-                     BeforeValidator(lambda v, info: _engine(check, v, info.field_name, low, high))]
-
-
-def _size_name(value: Any, names: Mapping, kind: str) -> str:
-    """A paper or card size, case and spaces forgiven (form fields, shell habits)."""
-    if not isinstance(value, str):
-        raise CardError(f"{kind} size must be text, not {str(value)[:40]!r}")
-    name = value.strip().lower()
-    if name not in names:
-        raise CardError(f"unknown {kind} size {value[:40]!r}; supported: {', '.join(names)}")
-    return name
-
-
-def _names(names: Mapping, kind: str):
-    return Annotated[str, _before(_size_name, names, kind),
-                     Field(json_schema_extra={"enum": list(names)})]
-
-
-def _offset_px(value, axis: str, low: int, high: int) -> int:
-    number = as_int(value, axis)
-    if not low <= number <= high:
-        raise CardError(f"{axis} offset {number} px is out of range ({low} to {high})")
-    return number
-
-
-def _crop_text(value) -> str | None:
-    if parse_crop(value) is None:     # its type and form; the card size is checked later
-        return None
-    return value.strip()
-
-
-PaperSize = _names(PAPERS, "paper")
-CardSize = _names(CARD_SIZES, "card")
-OffsetPx = _ranged(-MAX_OFFSET_PX, MAX_OFFSET_PX, check=_offset_px)
-Ppi = _ranged(*PPI_RANGE)
-Quality = _ranged(*QUALITY_RANGE)
-# The per-card limit is checked against the chosen card; this is the largest of them.
-ExtendCorners = _ranged(0, max(extend_corners_limit(*size) for size in CARD_SIZES.values()))
-
-
-class Options(BaseModel):
-    """An engine option set: frozen, no unknown fields, defaults as the original's."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @classmethod
-    def parse(cls, data: Any = None, /, **values):
-        """Validated options from a mapping and/or keywords; OptionError names what is wrong."""
-        if isinstance(data, cls) and not values:
-            return data
-        if isinstance(data, BaseModel):
-            data = data.model_dump()
-        if values or data is None:
-            data = {**(data or {}), **values}
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise OptionError.first_of(exc) from None
-
-
-class SheetOptions(Options):
-    """How `generate_sheets` lays cards out (spec §5.5, §7)."""
-
-    paper_size: PaperSize = "letter"
-    card_size: CardSize = "standard"
-    only_fronts: Annotated[bool, _before(as_bool, "only_fronts")] = Field(
-        False, description="front pages only, no back pages")
-    crop: Annotated[str | None, _before(_crop_text)] = Field(
-        None, max_length=CROP_MAX_CHARS,
-        description="border to remove: percent (6.5), millimetres (3mm) or inches (0.125in)")
-    extend_corners: ExtendCorners = Field(
-        0, description="px (300 ppi) to replace at the card edges; at most "
-                       "(shorter card side - 1) / 2")
-    ppi: Ppi = Field(300, description="image resolution target")
-    quality: Quality = Field(100, description="100 = lossless; lower = JPEG")
-    skip: Annotated[tuple[Annotated[int, Field(ge=0)], ...],
-                    _before(skip_indices)] = Field(
-        (), max_length=SKIP_MAX_VALUES, description="card slots to leave empty (0 = top left)")
-    name: Annotated[str | None, _before(collapse_name)] = Field(
-        None, max_length=NAME_MAX_CHARS, description="name printed in the sheet label")
-
-    # Checks that depend on the layout: `info.data` holds the fields validated so far
-    # (declaration order); a field that failed is missing and has its own error already.
-    @field_validator("card_size")
-    @classmethod
-    def _on_this_paper(cls, card: str, info: ValidationInfo) -> str:
-        if "paper_size" in info.data:
-            _engine(get_layout, info.data["paper_size"], card)
-        return card
-
-    @field_validator("crop")
-    @classmethod
-    def _crop_fits(cls, crop: str | None, info: ValidationInfo) -> str | None:
-        if "card_size" in info.data:
-            _engine(parse_crop, crop, info.data["card_size"])
-        return crop
-
-    @field_validator("extend_corners")
-    @classmethod
-    def _extend_fits(cls, extend: int, info: ValidationInfo) -> int:
-        layout = _layout_of(info)
-        return extend if layout is None else \
-            _engine(check_extend_corners, extend, layout.card_w, layout.card_h)
-
-    @field_validator("skip")
-    @classmethod
-    def _slot_left(cls, skip: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
-        layout = _layout_of(info)
-        if layout is not None:
-            _engine(check_skip, skip, layout.slots)
-        return skip
-
-    @property
-    def layout(self) -> Layout:
-        return get_layout(self.paper_size, self.card_size)
-
-    @property
-    def crop_spec(self) -> Crop | None:
-        return parse_crop(self.crop, self.card_size)
-
-    def skip_slots(self) -> tuple[frozenset[int], list[str]]:
-        """The slots of this layout left empty, and warnings for numbers beyond it."""
-        return check_skip(self.skip, self.layout.slots)
-
-    def label_name(self) -> tuple[str | None, list[str]]:
-        return clean_name(self.name)
-
-
-def _layout_of(info: ValidationInfo) -> Layout | None:
-    if "paper_size" in info.data and "card_size" in info.data:
-        return get_layout(info.data["paper_size"], info.data["card_size"])
-    return None
-
-
-class OffsetOptions(Options):
-    """How far `offset_pdf` moves back pages, in px at 300 ppi (spec §8)."""
-
-    x: OffsetPx = Field(0, description="px (300 ppi) to move back pages right; left is -")
-    y: OffsetPx = Field(0, description="px (300 ppi) to move back pages down; up is -")
-
-
-class CalibrationOptions(Options):
-    """Which paper `calibration_sheet` draws on (spec §9)."""
-
-    paper_size: PaperSize = "letter"
-

@@ -109,8 +109,9 @@ def card_draws(image: PreparedImage, slot: Slot, *, page_height_pt: float,
             return
         # Sides facing a piece drawn later reach under it, so no renderer shows a seam;
         # all other sides pull in by a hair, so none rounds a clip outwards by a pixel.
-        l, t, r, b = (UNDERLAP_PX if side in inner_sides else -HAIR_PX for side in "ltrb")
-        clip = (clip_x[0] - l, clip_y[0] - t, clip_x[1] + r, clip_y[1] + b)
+        left, top, right, bottom = (UNDERLAP_PX if side in inner_sides else -HAIR_PX
+                                    for side in "ltrb")
+        clip = (clip_x[0] - left, clip_y[0] - top, clip_x[1] + right, clip_y[1] + bottom)
         # Renderers round an image's device box outwards; float noise at an exact pixel
         # edge would then stretch the image by a whole pixel. A hair inside, it cannot.
         inset = (dst[0] + HAIR_PX, dst[1] + HAIR_PX, dst[2] - HAIR_PX, dst[3] - HAIR_PX)
@@ -154,7 +155,10 @@ def _pure(index: int, size: int) -> tuple[float, float]:
     return index + 0.5 - PURE_PX, index + 0.5 + PURE_PX
 
 
-def rect_pt(rect: tuple[float, float, float, float], page_height_pt: float) -> tuple[float, float, float, float]:
+Rect = tuple[float, float, float, float]
+
+
+def rect_pt(rect: Rect, page_height_pt: float) -> Rect:
     """(x0, y0, x1, y1) px with top-left origin -> (x, y, w, h) pt with bottom-left origin."""
     x0, y0, x1, y1 = rect
     return (x0 * PT_PER_PX, page_height_pt - y1 * PT_PER_PX,

@@ -6,15 +6,19 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.cards.errors import CardError
 from app.cards.images import Demand, PreparedImage, Spool, prepare_image
 from app.cards.inputs import CardFiles, collect
-from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper, get_layout
-from app.cards.options import Crop, SheetOptions, as_int
+from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper
+from app.cards.options import Crop, as_int
 from app.cards.pdf import Content, SheetWriter, text_width
 from app.cards.placement import Slot, card_draws, rect_pt
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
+
+if TYPE_CHECKING:
+    from app.cards.models import SheetOptions
 
 ASPECT_TOLERANCE = 0.02
 MAX_ASPECT_WARNINGS = 10
@@ -66,7 +70,7 @@ def plan_pages(layout: Layout, singles: list[str], doubles: list[str], *,
     for group, double in ((singles, False), (doubles, True)):
         for start in range(0, len(group), len(free)):
             sheet += 1
-            chunk = list(zip(free, group[start:start + len(free)]))
+            chunk = list(zip(free, group[start:start + len(free)], strict=False))  # last one short
             pages.append(PagePlan(FRONT, sheet, [
                 Placement(slot, CardRef("front", rel), False, True) for slot, rel in chunk]))
             if only_fronts:
@@ -99,6 +103,7 @@ def generate_sheets(*, front_dir, output, back_dir=None, double_sided_dir=None, 
     """
     report = Progress(progress)
     report(0.0, "Checking options")
+    from app.cards.models import SheetOptions  # pydantic: loaded on first use, not on import
     options = SheetOptions.parse(options, **option_values)
     layout, crop_spec = options.layout, options.crop_spec
     ppi, quality, extend, only_fronts = (options.ppi, options.quality, options.extend_corners,
@@ -255,7 +260,7 @@ def _aspect_warnings(pages, images, layout: Layout, crop: Crop | None) -> list[s
     warnings = [text for text in seen.values() if text]
     if len(warnings) > MAX_ASPECT_WARNINGS:
         extra = len(warnings) - MAX_ASPECT_WARNINGS
-        warnings = warnings[:MAX_ASPECT_WARNINGS] + [f"... and {extra} more images are stretched to fit"]
+        warnings = [*warnings[:MAX_ASPECT_WARNINGS], f"... and {extra} more images are stretched to fit"]
     return warnings
 
 

@@ -12,8 +12,9 @@ from flask.cli import AppGroup
 from app.cards.calibration import calibration_sheet
 from app.cards.errors import CardError
 from app.cards.layouts import CARD_SIZES, PAPERS, supported_layouts
+from app.cards.models import CalibrationOptions, OffsetOptions, SheetOptions
 from app.cards.offset import offset_pdf
-from app.cards.options import PPI_RANGE, CalibrationOptions, OffsetOptions, SheetOptions
+from app.cards.options import PPI_RANGE
 from app.cards.sheet import generate_sheets
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -64,10 +65,13 @@ def _warn(warnings: list[str]) -> None:
 
 
 @cards_cli.command("generate", cls=_Command)
-@click.option("--front-dir", required=True, type=click.Path(), help="Folder of card fronts (searched recursively).")
+@click.option("--front-dir", required=True, type=click.Path(),
+              help="Folder of card fronts (searched recursively).")
 @click.option("--back-dir", type=click.Path(), help="Folder with the common back image.")
-@click.option("--back-file", type=click.Path(), help="Which image of --back-dir is the back, if it holds several.")
-@click.option("--double-sided-dir", type=click.Path(), help="Backs of double-sided cards, named like their fronts.")
+@click.option("--back-file", type=click.Path(),
+              help="Which image of --back-dir is the back, if it holds several.")
+@click.option("--double-sided-dir", type=click.Path(),
+              help="Backs of double-sided cards, named like their fronts.")
 @click.option("--output", required=True, type=click.Path(), help="PDF file to write.")
 @click.option("--card-size", default=SHEET.card_size, show_default=True, type=click.Choice(list(CARD_SIZES)))
 @click.option("--paper-size", default=SHEET.paper_size, show_default=True, type=click.Choice(list(PAPERS)))
@@ -77,7 +81,8 @@ def _warn(warnings: list[str]) -> None:
               help=_help(SheetOptions, "extend_corners"))
 @click.option("--ppi", default=SHEET.ppi, show_default=True, type=int,
               help=f"Image resolution target ({PPI_RANGE[0]}-{PPI_RANGE[1]}).")
-@click.option("--quality", default=SHEET.quality, show_default=True, type=int, help=_help(SheetOptions, "quality"))
+@click.option("--quality", default=SHEET.quality, show_default=True, type=int,
+              help=_help(SheetOptions, "quality"))
 @click.option("--skip", type=int, multiple=True, help="Slot index to leave empty (repeatable; 0 = top left).")
 @click.option("--name", help=_help(SheetOptions, "name"))
 def generate_command(front_dir, back_dir, back_file, double_sided_dir, output, card_size, paper_size,
@@ -140,4 +145,4 @@ def layouts_command():
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

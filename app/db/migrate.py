@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -30,6 +31,10 @@ from sqlalchemy.engine import Connection, Engine
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any fixed 64-bit number: names "the schema migration" among advisory locks.
 ADVISORY_LOCK_KEY = 0x5C3D_B0A7_0000_0001 & 0x7FFF_FFFF_FFFF_FFFF
+
+log = logging.getLogger(__name__)
+# Alembic narrates every start at INFO (plugins, DDL mode); one line of ours says it all.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -56,8 +61,15 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
             if current_revision(conn) == head_revision():
                 return head_revision()
     with migration_lock(engine) as conn:
+        before = current_revision(conn)
+        conn.commit()  # a transaction left open would swallow Alembic's own commit
         command.upgrade(alembic_config(conn), revision)
-        return current_revision(conn)
+        conn.commit()
+        after = current_revision(conn)
+    if after != before:
+        log.info("database %s upgraded from revision %s to %s",
+                 engine.url.render_as_string(hide_password=True), before or "none", after)
+    return after
 
 
 @contextlib.contextmanager

@@ -8,23 +8,23 @@ behind.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 
-from app.cards.options import Options
+from app.cards.models import Options
 from app.celery_config import QUEUE_FOR_KIND
 from app.errors import APIError
 from app.jobs.engine import OffsetJobParams, SheetJobParams
+from app.jobs.fair_use import fair_use_checked  # fair use (issue 12)
 from app.jobs.job_services import ServicesProvider, provide_services, services
 from app.jobs.names import JOB_STATUSES
 from app.jobs.presentation import download_name, extra_view
 from app.jobs.store import Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
-from app.jobs.validation import (bad, calibration_params, integer, offset_params,
-                                 sheet_params, text_field)
+from app.jobs.validation import bad, calibration_params, integer, offset_params, sheet_params, text_field
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _caller() -> tuple[str, bool]:
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def job_view(job: Job) -> dict:
@@ -128,6 +128,7 @@ def _settings():
 # --- submission -----------------------------------------------------------------------------
 @bp.post("/sheets")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_sheets():
     settings = _settings()
     params = sheet_params(request.form)
@@ -170,6 +171,7 @@ def submit_sheets():
 
 @bp.post("/offset")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_offset():
     settings = _settings()
     params = offset_params(request.form)
@@ -217,6 +219,7 @@ def _output_file(job: Job) -> Path | None:
 
 @bp.post("/calibration")
 @jwt_required()
+@fair_use_checked  # issue 12: per-user rate and queue cap, 429
 def submit_calibration():
     if request.is_json:
         data = request.get_json(silent=True)

@@ -2,6 +2,8 @@
 
 Celery is chosen when the broker answers (the BrokerMonitor's cached, hysteresis-damped
 view) and a worker can take the job's queue (the manager's view, where there is one).
+That view is asked for every submission, never cached here: the manager publishes a
+queue's last consumer going away before it answers the next question.
 A publish that fails anyway (the broker died between check and send) lands in threads
 instead of failing the request.
 """
@@ -10,10 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 from app.celery_config import CLIENT_PUBLISH_RETRY_POLICY, TASK_FOR_KIND, make_celery
+from app.jobs.fair_use import FairQueue  # fair use (issue 12)
 from app.jobs.fallback import ThreadFallback, pool_node
 from app.jobs.store import Job, JobStore
 from app.settings import Settings
@@ -43,6 +47,8 @@ class Dispatcher:
         self._celery_lock = threading.Lock()
         self._inspector: ThreadPoolExecutor | None = None
         self._inspector_thread: threading.Thread | None = None
+        # Fair use (issue 12): a user's jobs past the in-flight limit wait in the store.
+        self.fair_queue = FairQueue(settings, store)
 
     @property
     def celery(self):
@@ -107,16 +113,36 @@ class Dispatcher:
             log.warning("dispatch: availability check failed (%s); using threads", exc)
             return False
 
+    def consumed(self, queue: str) -> bool | None:
+        """Whether a live worker consumes `queue`; None when that is not known here (no
+        broker, the broker is down, or no manager view)."""
+        if not self.settings.broker_url or self.broker_monitor is None \
+                or self.worker_available is None:
+            return None
+        try:
+            if not self.broker_monitor.is_up():
+                return None
+            return bool(self.worker_available(queue))
+        except Exception as exc:
+            log.info("dispatch: cannot tell who consumes %s (%s)", queue, exc)
+            return None
+
     def submit(self, job: Job | str) -> str:
         job = self.store.get(job) if isinstance(job, str) else job
         if job is None:
             raise LookupError("no such job")
         if job.status != "queued":  # running or finished: sending it again is pointless
             return job.mode or "threads"
+        if job.mode is None and not self.fair_queue.may_dispatch(job):  # issue 12
+            return "held"  # queued, no mode: release_held() sends it when a slot frees
         if self.celery_usable(job.queue) and self._send_to_celery(job):
             return "celery"
         self._send_to_threads(job)
         return "threads"
+
+    def release_held(self) -> list[str]:
+        """Fair use (issue 12): send the held jobs that fit now, users in turn."""
+        return [job.id for job in self.fair_queue.releasable() if self.submit(job) != "held"]
 
     def _send_to_celery(self, job: Job) -> bool:
         task_id = uuid.uuid4().hex  # new per dispatch: the reconciler tells copies apart

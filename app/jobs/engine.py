@@ -8,15 +8,15 @@ message instead of a traceback.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pydantic import Field
 
 from app.cards import calibration_sheet, generate_sheets, offset_pdf
 from app.cards.errors import CardError
-from app.cards.options import CalibrationOptions, OffsetOptions, Options, SheetOptions
+from app.cards.models import CalibrationOptions, OffsetOptions, Options, SheetOptions
 from app.settings import Settings
 
 # Exceptions that mean "the user's input is wrong": the job fails at once with the

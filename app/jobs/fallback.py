@@ -47,7 +47,6 @@ class ThreadFallback:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._waiting: set[str] = set()
-        self._running: set[str] = set()
         self._pid: int | None = None
         self._closed = threading.Event()
 
@@ -58,18 +57,6 @@ class ThreadFallback:
         with self._lock:
             self._waiting.add(job_id)
         self._queue.put(job_id)
-
-    def active(self) -> int:
-        with self._lock:
-            return len(self._running)
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._waiting)
-
-    @property
-    def started(self) -> bool:
-        return self._pid == os.getpid() and bool(self._threads)
 
     def shutdown(self, wait: float | None = None) -> None:
         """Stop taking jobs; queued ones stay journaled for the next boot."""
@@ -91,7 +78,6 @@ class ThreadFallback:
             self._closed.clear()
             self._queue = queue.Queue()
             self._waiting.clear()
-            self._running.clear()
             self._threads = [
                 threading.Thread(target=self._work, name=f"job-fallback-{i}", daemon=True)
                 for i in range(self.max_workers)
@@ -109,14 +95,10 @@ class ThreadFallback:
                 return
             with self._lock:
                 self._waiting.discard(job_id)
-                self._running.add(job_id)
             try:
                 self._run_with_retries(job_id)
             except Exception:  # one job's bug must not kill a pool thread
                 log.exception("thread fallback: job %s crashed its runner", job_id)
-            finally:
-                with self._lock:
-                    self._running.discard(job_id)
 
     def _run_with_retries(self, job_id: str) -> None:
         name = pool_node()

@@ -7,7 +7,31 @@ Vanished means one of:
   without its data) or a dead worker held it unacknowledged (on Redis that message would
   only come back after the visibility timeout);
 * queued but never handed to anyone (the web process died between record and publish),
-  or journaled for a thread pool whose process is gone.
+  or journaled for a thread pool whose process is gone;
+* queued on Celery for a queue that has had no live consumer for CELERY_DRAIN_AFTER
+  seconds (its only worker is FAILED or stopped): its messages are taken back from the
+  broker and the jobs run in the thread fallback (`drain_unconsumed`).
+
+Why no job can wait forever, case by case
+-----------------------------------------
+* Its message is in a dead consumer's hands (SIGKILLed worker, prefetched or running):
+  the manager restores that worker's unacked messages at once and calls
+  `redispatch_worker_jobs`, which breaks the dead holder's lease and re-sends; a
+  message that still escapes both is "lost" below after `lost_after`.
+* Its message sits in a queue nobody consumes: dispatch already sends new jobs to the
+  fallback (the manager answers `worker_available` from the state it publishes in the
+  same loop iteration as the death or FAILED, and proxies ask it on every submission);
+  what was queued before is drained to the fallback after CELERY_DRAIN_AFTER. A FAILED
+  worker is retried after its cool-down, and a consumer that returns gets new jobs again.
+* Its message is lost (Redis restarted without its data, a publish that never landed):
+  after `lost_after` it is neither in the queue nor held by a live worker, and is sent
+  again; never-published and dead-pool journal entries go through `unpublished`.
+* The broker is down: dispatch runs new jobs in threads; jobs already published wait
+  `outage_grace` (a short outage must not run everything twice), then run in threads.
+* The manager is down (its host process died): the lock passes to a process with
+  takeover, whose manager starts the workers again; until then `worker_available`
+  falls back to asking the broker which queues live workers consume, so dispatch and
+  the drain still see "no consumer" and use the fallback.
 
 Why re-dispatching can never make a job run twice to completion
 ----------------------------------------------------------------
@@ -28,15 +52,15 @@ is renamed into place atomically, so even two runs racing write one whole PDF.
 """
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable
 
+from app.broker import is_redis_url
+from app.broker import queues as broker_queues
 from app.jobs.cleanup import cleanup_expired
 from app.jobs.dispatch import Dispatcher
 from app.jobs.holders import holder_is_dead
@@ -46,9 +70,6 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://", "unix://")
-PRIORITY_STEPS = (0, 3, 6, 9)   # kombu's default; each step is its own Redis list
-PRIORITY_SEP = "\x06\x16"
 PURGED_ERROR = "purged by an administrator"
 
 
@@ -59,7 +80,7 @@ class Reconciler:
                  interval: float | None = None, stale_after: float = LEASE_SECONDS + 5,
                  lost_after: float = 60.0, outage_grace: float = 300.0,
                  inspect_timeout: float = 1.0, cleanup_interval: float = 600.0,
-                 child_exit_wait: float = 3.0):
+                 child_exit_wait: float = 3.0, drain_after: float | None = None):
         self.settings = settings
         self.store = store
         self.dispatcher = dispatcher
@@ -70,6 +91,10 @@ class Reconciler:
         self.inspect_timeout = inspect_timeout
         self.cleanup_interval = cleanup_interval
         self.child_exit_wait = child_exit_wait  # for a dead worker's pool children to go
+        # A queue without a live consumer this long: its queued jobs go to the fallback.
+        self.drain_after = settings.CELERY_DRAIN_AFTER if drain_after is None else drain_after
+        self.drain_poll = min(1.0, max(0.1, self.drain_after / 2))
+        self._unconsumed_since: dict[str, float] = {}
         self._last_cleanup = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,11 +121,60 @@ class Reconciler:
             executor.shutdown(wait=False, cancel_futures=False)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        next_tick = time.monotonic() + self.interval
+        while not self._stop.wait(min(self.drain_poll, self.interval)):
+            try:
+                self.drain_unconsumed()
+            except Exception:
+                log.exception("reconciler drain failed")
+            if time.monotonic() < next_tick:
+                continue
+            next_tick = time.monotonic() + self.interval
             try:
                 self.tick()
             except Exception:
                 log.exception("reconciler tick failed")
+
+    # --- queues nobody consumes -----------------------------------------------------------
+    def drain_unconsumed(self) -> list[str]:
+        """Run in the fallback the queued Celery jobs of every queue that has had no live
+        consumer for `drain_after` seconds; returns the ids moved. Cheap when nothing
+        waits: one store query, and the manager is asked only about queues with jobs."""
+        waiting = {job.queue for job in self.store.queued_celery(published_before=time.time())}
+        now = time.monotonic()
+        for queue in set(self._unconsumed_since) - waiting:
+            del self._unconsumed_since[queue]
+        due = []
+        for queue in sorted(waiting):
+            if self.dispatcher.consumed(queue) is not False:  # consumed, or unknown
+                self._unconsumed_since.pop(queue, None)
+                continue
+            since = self._unconsumed_since.setdefault(queue, now)
+            if now - since >= self.drain_after:
+                due.append(queue)
+        return [job_id for queue in due for job_id in self._drain(queue)]
+
+    def _drain(self, queue: str) -> list[str]:
+        """Take the queue's waiting messages back from the broker, then re-send the jobs
+        (dispatch, seeing no consumer, runs them in threads). A copy the broker still
+        holds elsewhere (a dead worker's unacked message) may be delivered later: the
+        job's lease decides, so it still completes once (see below)."""
+        with self._lock:
+            jobs = self.store.queued_celery(published_before=time.time(), queue=queue)
+            if not jobs:
+                return []
+            ids = {job.id for job in jobs} | {job.task_id for job in jobs if job.task_id}
+            taken: set[str] = set()
+            if is_redis_url(self.settings.broker_url):
+                try:
+                    taken = broker_queues.take_back(self.dispatcher.celery, queue, ids)
+                except Exception as exc:
+                    log.info("reconciler: cannot take messages back from %s (%s)", queue, exc)
+            moved = [self._resend(job) for job in jobs]
+        log.warning("queue %s had no live consumer for %.0fs: %d queued job(s) re-sent "
+                    "(%d message(s) taken back from the broker)", queue, self.drain_after,
+                    len(moved), len(taken & {job.id for job in jobs}))
+        return moved
 
     # --- the sweep ----------------------------------------------------------------------
     def tick(self) -> dict:
@@ -109,10 +183,15 @@ class Reconciler:
             now = time.time()
             report = {
                 "stale": self._resend_stale(now - self.stale_after),
-                "unpublished": [self._resend(job) for job in
-                                self.store.unpublished(stale_before=now - self.stale_after)],
+                "unpublished": [job.id for job in
+                                self.store.unpublished(stale_before=now - self.stale_after)
+                                if self._resend(job)],
                 "lost": self._resend_lost(now - self.lost_after),
             }
+            released = self.dispatcher.release_held()  # fair use (issue 12)
+        if released:
+            log.info("released %d held job(s) as their users' earlier jobs finished",
+                     len(released))
         if now - self._last_cleanup >= self.cleanup_interval:
             self._last_cleanup = now
             try:
@@ -123,8 +202,10 @@ class Reconciler:
             log.warning("reconciler re-dispatched jobs: %s", report)
         return report
 
-    def _resend(self, job: Job) -> str:
+    def _resend(self, job: Job) -> str | None:
         mode = self.dispatcher.submit(job.id)
+        if mode == "held":
+            return None  # fair use (issue 12): it waits for a slot of its user
         log.info("re-dispatched job %s to %s", job.id, mode)
         return job.id
 
@@ -193,7 +274,7 @@ class Reconciler:
         after the purge is in the queue). Returns {queue: jobs failed}.
         """
         queues = list(dict.fromkeys(queues))
-        counts = {name: 0 for name in queues}
+        counts = dict.fromkeys(queues, 0)
         with self._lock:
             snapshot_at = time.time()
             in_broker: set[str] | None = set()
@@ -323,24 +404,14 @@ class Reconciler:
     # --- what the broker and workers hold -------------------------------------------------
     def _broker_contents(self, queue: str | None) -> set[str] | None:
         """Task ids and job ids of messages waiting in the queue lists; None if unknown."""
-        url = self.settings.broker_url or ""
-        if not url.startswith(REDIS_SCHEMES) or not self._broker_up():
+        if not is_redis_url(self.settings.broker_url) or not self._broker_up():
             return None
-        celery = self.dispatcher.celery
         queues = [queue] if queue else list(self.settings.queue_weights) or ["default"]
-        found: set[str] = set()
         try:
-            with celery.connection_for_write() as conn:
-                client = conn.default_channel.client
-                for name in queues:
-                    for step in PRIORITY_STEPS:
-                        key = name if step == 0 else f"{name}{PRIORITY_SEP}{step}"
-                        for raw in client.lrange(key, 0, -1):
-                            found.update(_message_ids(raw))
+            return broker_queues.waiting_ids(self.dispatcher.celery, queues)
         except Exception as exc:
             log.info("reconciler: cannot read the broker queues (%s)", exc)
             return None
-        return found
 
     def _broker_up(self) -> bool:
         monitor = self.dispatcher.broker_monitor
@@ -364,25 +435,3 @@ class Reconciler:
         for tasks in replies.values():
             held.update((tasks or {}).keys())
         return held
-
-
-def _message_ids(raw: bytes | str) -> set[str]:
-    """The task id and job id of one kombu Redis message (JSON envelope, base64 body)."""
-    try:
-        envelope = json.loads(raw)
-    except (TypeError, ValueError):
-        return set()
-    ids = set()
-    headers = envelope.get("headers") or {}
-    if headers.get("id"):
-        ids.add(str(headers["id"]))
-    try:
-        body = envelope.get("body") or ""
-        if (envelope.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        if args:
-            ids.add(str(args[0]))
-    except (TypeError, ValueError, IndexError, KeyError):
-        pass
-    return ids

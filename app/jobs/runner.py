@@ -16,8 +16,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from app.db import TRANSIENT_ERRORS
 from app.jobs import engine
@@ -111,7 +111,7 @@ class _LeaseKeeper:
         self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id[:8]}",
                                         daemon=True)
 
-    def __enter__(self) -> "_LeaseKeeper":
+    def __enter__(self) -> _LeaseKeeper:
         self._thread.start()
         return self
 

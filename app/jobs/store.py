@@ -40,9 +40,9 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from werkzeug.utils import secure_filename
 
-from app.cards.options import (SKIP_MAX_VALUES, CalibrationOptions, OffsetOptions, OptionError,
-                               Options, SheetOptions)
+from app.cards.models import CalibrationOptions, OffsetOptions, OptionError, Options, SheetOptions
+from app.cards.options import SKIP_MAX_VALUES
 from app.errors import APIError
 
 MAX_FIELD_CHARS = 1000       # any single text field

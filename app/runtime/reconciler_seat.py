@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from app.jobs.job_services import JobServices
 from app.jobs.reconciler import Reconciler

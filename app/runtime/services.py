@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from flask import Flask
 
+from app.broker import monitor_for
 from app.jobs.dispatch import Dispatcher
 from app.jobs.fallback import ThreadFallback
 from app.jobs.job_services import JobServices
@@ -20,13 +22,11 @@ from app.jobs.store import store_for
 from app.runtime.hosting import Hosting
 from app.runtime.reconciler_seat import ReconcilerSeat
 from app.settings import Settings
-from app.supervisor.broker import BrokerMonitor
 from app.supervisor.control import ManagerHandle
 from app.supervisor.manager import CeleryWorkerManager
 
 log = logging.getLogger(__name__)
 RUNTIME_KEY = "scm.runtime"
-BROKER_TIMEOUT = 0.5  # dispatch asks per submission: never wait longer on the broker
 
 
 class Runtime:
@@ -37,6 +37,9 @@ class Runtime:
         self.worker_app = worker_app
         self.handle = ManagerHandle(settings)
         self.reconciler = ReconcilerSeat(settings, lambda: self.jobs)
+        # [deploy] Given to the manager built here: called once per manager-loop iteration
+        # on its thread (start_with_celery.py feeds systemd's watchdog with it).
+        self.on_tick: Callable[[], None] | None = None
         self._jobs: JobServices | None = None
         self._jobs_lock = threading.Lock()
 
@@ -53,8 +56,7 @@ class Runtime:
         settings = self.settings
         store = store_for(settings.database_url)
         fallback = ThreadFallback(settings, store)
-        monitor = BrokerMonitor(settings.broker_url, timeout=BROKER_TIMEOUT) \
-            if settings.broker_url else None
+        monitor = monitor_for(settings.broker_url) if settings.broker_url else None
         dispatcher = Dispatcher(settings, store, fallback, broker_monitor=monitor,
                                 worker_available=self.handle.worker_available)
         return JobServices(store=store, dispatcher=dispatcher, fallback=fallback,
@@ -92,7 +94,7 @@ class Runtime:
 
     def new_manager(self, settings: Settings) -> CeleryWorkerManager:
         return CeleryWorkerManager(settings, on_worker_lost=self.on_worker_lost,
-                                   worker_app=self.worker_app)
+                                   worker_app=self.worker_app, on_tick=self.on_tick)
 
     def _manager_opened(self, _manager) -> None:
         # Journaled thread-mode jobs of a crashed run first, then the periodic sweep.
@@ -113,7 +115,7 @@ class Runtime:
         store = self.jobs.store
         if not any(store.queued_celery(published_before=purge_finished, queue=name)
                    for name in queues):
-            return {name: 0 for name in queues}  # nothing to look up in the broker
+            return dict.fromkeys(queues, 0)  # nothing to look up in the broker
         return self.reconciler.for_this_process().fail_purged(
             queues, purge_started=purge_started, purge_finished=purge_finished)
 

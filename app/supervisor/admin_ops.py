@@ -10,8 +10,9 @@ every answer has. The socket server's allow-list and the proxy's methods
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -114,8 +115,8 @@ class AdminOp:
         return float(given) + self.reply_timeout_s
 
 
-_STARTS = dict(http="POST", answer_keys=STATUS_KEYS, answer_schema="Status",
-               reply_timeout_s=180.0)
+_STARTS = {"http": "POST", "answer_keys": STATUS_KEYS, "answer_schema": "Status",
+               "reply_timeout_s": 180.0}
 ADMIN_OPS: dict[str, AdminOp] = {op.name: op for op in (
     AdminOp("start", "Start workers (clears FAILED)", StartArgs, **_STARTS),
     AdminOp("stop", "Stop workers warm, then kill after `timeout` s", StopArgs, http="POST",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from pydantic import ValidationError

@@ -23,9 +23,11 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from app.broker import BrokerClient, monitor_for
 from app.settings import Settings, mask_url
 from app.supervisor import errors as sup_errors
 from app.supervisor.admin_ops import ADMIN_OPS, AdminOp
@@ -35,7 +37,6 @@ from app.supervisor.errors import BrokerUnavailable, ManagerUnavailable, Supervi
 log = logging.getLogger(__name__)
 
 HEALTH_TTL = 0.5          # the public probe reads the owner at most twice a second
-AVAILABILITY_TTL = 1.0    # dispatch asks per submission; the answer changes slowly
 CONSUMERS_TTL = 5.0       # without a manager: which queues live workers consume
 CONSUMERS_TIMEOUT = 0.5   # that check is a broadcast and always takes this long
 CONNECT_TIMEOUT = 2.0
@@ -109,8 +110,7 @@ class ManagerHandle:
         self._broker = None
         self._started_at = time.time()
         self._health = _Cached(HEALTH_TTL, self._fetch_health)
-        self._available: dict[str, _Cached] = {}
-        self._control = None  # CeleryControl for the no-manager consumer check
+        self._control = None  # BrokerClient for the no-manager consumer check
         self._consumers = _Cached(CONSUMERS_TTL, self._fetch_consumers)
 
     # --- role ------------------------------------------------------------
@@ -260,15 +260,16 @@ class ManagerHandle:
                 return self._health_without_manager()
         return self._health.get()
 
+    # --- availability path (supervisor branch, issue 13) --------------------------------
     def worker_available(self, queue: str) -> bool:
+        """Asked per submission, never cached here: a proxy asks the owner every time (a
+        local socket round trip; the owner answers from its snapshot), so a queue's last
+        consumer going away reaches dispatch before the next submission."""
         manager = self._manager
         if self.is_owner and manager is not None:
             return bool(manager.worker_available(queue))
-        cached = self._available.get(queue)
-        if cached is None:
-            cached = self._available.setdefault(
-                queue, _Cached(AVAILABILITY_TTL, lambda: self._fetch_available(queue)))
-        return cached.get()
+        return self._fetch_available(queue)
+    # --- end of the availability path ---------------------------------------------------
 
     # --- plumbing ------------------------------------------------------------
     def call_local(self, op: str, **kwargs) -> Any:
@@ -316,7 +317,7 @@ class ManagerHandle:
             sock.settimeout(ADMIN_OPS[op].reply_timeout(kwargs))
             sock.sendall(request_line(op, kwargs))
             reply = read_line(sock)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise ManagerUnavailable(f"the manager did not answer {op!r} in time") from None
         except _NoOwner:
             raise
@@ -351,8 +352,7 @@ class ManagerHandle:
         if not url:
             return None
         if self._control is None:
-            from app.supervisor.celery_control import CeleryControl
-            self._control = CeleryControl(self.settings, url, name="scm-consumer-check")
+            self._control = BrokerClient(self.settings, url, name="scm-consumer-check")
         try:
             return set(self._control.consumers(CONSUMERS_TIMEOUT))
         except SupervisorError as exc:
@@ -371,8 +371,7 @@ class ManagerHandle:
     # --- no manager at all -------------------------------------------------
     def _broker_monitor(self):
         if self._broker is None and self.settings.broker_url:
-            from app.supervisor.broker import BrokerMonitor
-            self._broker = BrokerMonitor(self.settings.broker_url)
+            self._broker = monitor_for(self.settings.broker_url)
         return self._broker
 
     def _broker_up(self) -> bool:
@@ -399,7 +398,7 @@ class ManagerHandle:
             "workers": [],
             "broker": {"url": mask_url(self.settings.broker_url), "reachable": up,
                        "embedded": False},
-            "queues": {name: None for name in self.settings.queue_weights},
+            "queues": dict.fromkeys(self.settings.queue_weights),
         }
 
 

@@ -13,8 +13,9 @@ import os
 import socket
 import socketserver
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from app.supervisor import errors as sup_errors
 from app.supervisor.admin_ops import ADMIN_OPS

@@ -1,22 +1,13 @@
 """Errors the manager's surface raises; the HTTP layer maps `http_status` and `code` 1:1."""
 from __future__ import annotations
 
-from kombu.exceptions import OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from app.broker.errors import BROKER_ERRORS, BrokerUnavailable, ControlError
 
-# What a broker outage looks like when it escapes kombu's or redis-py's own handling.
-BROKER_ERRORS: tuple[type[Exception], ...] = (OperationalError, RedisConnectionError,
-                                               RedisTimeoutError)
+__all__ = ["BROKER_ERRORS", "SupervisorError", "InvalidRequest", "BrokerUnavailable",
+           "ManagerUnavailable"]
 
-
-class SupervisorError(Exception):
-    http_status = 500
-    code = "supervisor_error"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+# One base for the broker's and the manager's errors (the API maps both the same way).
+SupervisorError = ControlError
 
 
 class InvalidRequest(SupervisorError):
@@ -29,12 +20,6 @@ class NotFound(SupervisorError):
     """The caller named something the manager does not have (a worker, its log)."""
     http_status = 404
     code = "not_found"
-
-
-class BrokerUnavailable(SupervisorError):
-    """The broker did not answer; inspect/purge cannot be served right now."""
-    http_status = 503
-    code = "broker_unavailable"
 
 
 class ManagerUnavailable(SupervisorError):

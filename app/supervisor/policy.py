@@ -7,14 +7,19 @@ Rules (DESIGN.md, "Restarts"):
 - the first unplanned exit in the window restarts at once;
 - each further one waits ``base_delay * 2**(n-1)`` (capped), plus up to
   ``jitter`` of that so a fleet of managers does not retry in lockstep;
-- more than ``max_restarts`` restarts inside ``window`` seconds: give up (FAILED).
+- more than ``max_restarts`` restarts inside ``window`` seconds: give up (FAILED);
+- only deaths that `count` (the worker died before it had been healthy for a while:
+  a crash loop) enter the window; a worker that was serving and got killed restarts
+  after ``base_delay``, however often (supervisord's ``startsecs``);
+- FAILED is retried after ``retry_after * 2**(failures-1)`` (capped at ``retry_max``).
 """
 from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 RESTART = "restart"
 GIVE_UP = "give_up"
@@ -34,6 +39,7 @@ class Decision:
 class RestartPolicy:
     def __init__(self, max_restarts: int, window: float, base_delay: float, *,
                  max_delay: float = 60.0, jitter: float = 0.1,
+                 retry_after: float = 60.0, retry_max: float = 1800.0,
                  rand: Callable[[], float] = random.random):
         if max_restarts < 0 or window <= 0 or base_delay < 0 or jitter < 0:
             raise ValueError("restart policy parameters must be positive")
@@ -42,6 +48,8 @@ class RestartPolicy:
         self.base_delay = base_delay
         self.max_delay = max(max_delay, base_delay)
         self.jitter = jitter
+        self.retry_after = retry_after
+        self.retry_max = max(retry_max, retry_after)
         self._rand = rand
         self._restarts: deque[float] = deque()
 
@@ -49,12 +57,14 @@ class RestartPolicy:
         self._forget_before(now - self.window)
         return len(self._restarts)
 
-    def on_exit(self, now: float) -> Decision:
+    def on_exit(self, now: float, *, counts: bool = True) -> Decision:
         """An unplanned exit happened at `now`: restart (after `delay`) or give up.
 
-        A "restart" decision is recorded as a restart at `now`.
+        A "restart" decision for a death that `counts` is recorded at `now`.
         """
         done = self.restarts_in_window(now)
+        if not counts:
+            return Decision(RESTART, self.base_delay, done)
         if done >= self.max_restarts:
             return Decision(GIVE_UP, 0.0, done)
         self._restarts.append(now)
@@ -67,6 +77,10 @@ class RestartPolicy:
         delay = min(self.max_delay, self.base_delay * 2 ** (restarts_done - 1))
         # Jitter only ever adds, so successive delays still grow.
         return delay + delay * self.jitter * self._rand()
+
+    def cool_down(self, failures: int) -> float:
+        """How long FAILED waits before its next try, after `failures` in a row."""
+        return min(self.retry_max, self.retry_after * 2 ** max(0, failures - 1))
 
     def reset(self) -> None:
         """An operator started or restarted the worker: forget its history."""

@@ -33,7 +33,7 @@ class ExitInfo:
     time: float           # wall clock
 
     @classmethod
-    def from_returncode(cls, returncode: int, when: float | None = None) -> "ExitInfo":
+    def from_returncode(cls, returncode: int, when: float | None = None) -> ExitInfo:
         when = time.time() if when is None else when
         if returncode < 0:
             return cls(None, -returncode, when)
@@ -106,7 +106,7 @@ class WorkerProcess:
         if self.fail_at_start:
             code, message = self.fail_at_start
             command += ["--fail-exit", str(code), "--fail-message", message]
-        return command + ["--"] + self.argv
+        return [*command, "--", *self.argv]
 
     def spawn(self) -> int:
         assert self.popen is None, "a WorkerProcess owns one child; make a new one to restart"

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Callable
 
 from app.settings import Settings
 from app.supervisor.logfile import LogFile
@@ -71,11 +72,12 @@ class EmbeddedRedis:
         except FileNotFoundError:
             pass
 
-    def make_process(self, env: dict[str, str], cwd: Path) -> WorkerProcess:
+    def make_process(self, env: dict[str, str], cwd: Path, *,
+                     factory: Callable[..., WorkerProcess] = WorkerProcess) -> WorkerProcess:
         self.prepare()
         # redis-server rewrites its argv ("redis-server unixsocket:..."): never match on it.
-        return WorkerProcess(PROCESS_NAME, self.argv(), env=env, cwd=cwd, log=self.log,
-                             stable_cmdline=False)
+        return factory(PROCESS_NAME, self.argv(), env=env, cwd=cwd, log=self.log,
+                       stable_cmdline=False)
 
     def answers(self, timeout: float = 0.2) -> bool:
         """One PING over the socket."""

@@ -42,7 +42,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     options, program = argv[:split], argv[split + 1:]
     if len(options) % 2 or not program:
         raise SystemExit("shim: options take one value each and a program is required")
-    return dict(zip(options[::2], options[1::2])), program
+    return dict(zip(options[::2], options[1::2], strict=True)), program
 
 
 def main(argv: list[str]) -> None:

@@ -5,20 +5,16 @@ child process (`WorkerProcess`) and keeps the history the status shows:
 state, restarts by reason, last exit, last error. Only the manager's thread
 mutates it.
 
-Also here: the plain functions that decide what to run: how the total
-concurrency is split between queues, and a worker's command line and
-environment.
+Its state changes only through `move(event)`, along the one table below
+(supervisord's process state machine), and the only "give up or count and
+restart" decision is `restart_for(reason, now)`.
 """
 from __future__ import annotations
 
-import os
-import socket
-import sys
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from app.settings import KNOWN_QUEUES, Settings
-from app.supervisor.policy import RestartPolicy
+from app.supervisor.policy import Decision, RestartPolicy
 from app.supervisor.process import ExitInfo, ProcessStats, WorkerProcess
 
 STARTING = "STARTING"
@@ -27,16 +23,33 @@ BACKOFF = "BACKOFF"
 STOPPING = "STOPPING"
 STOPPED = "STOPPED"
 FAILED = "FAILED"
+STATES = (STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, FAILED)
 
 REASONS = ("crash", "hang", "memory", "manual")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Settings the worker child does not need and should not hold.
-SECRETS_NOT_PASSED = ("ADMIN_PASSWORD",)
+# Every transition a slot can make: event -> (states it may happen in, new state).
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    # a child is forked (boot, start, restart, end of backoff, FAILED's cool-down)
+    "spawn": (frozenset({STOPPED, BACKOFF, FAILED}), STARTING),
+    # it answered a ping (or, with the broker down, stayed alive STARTSECS)
+    "ready": (frozenset({STARTING}), RUNNING),
+    # a warm or hard stop began (operator stop, restart, hang, memory, stall, shutdown)
+    "stop": (frozenset({STARTING, RUNNING, STOPPING}), STOPPING),
+    # it died (or was stopped to be restarted): spawn again after a delay
+    "backoff": (frozenset({STARTING, RUNNING, STOPPING}), BACKOFF),
+    # restart_for gave up: a crash loop
+    "give_up": (frozenset({STARTING, RUNNING, STOPPING}), FAILED),
+    # not wanted any more (stop, shutdown, removed from the plan)
+    "stopped": (frozenset(STATES), STOPPED),
+}
+
+
+class InvalidTransition(RuntimeError):
+    pass
 
 
 @dataclass
-class Slot:
+class WorkerSlot:
     name: str                 # Celery node name ("pdf_offset@host") or "redis"
     kind: str                 # "worker" or "redis"
     queue: str | None
@@ -51,14 +64,17 @@ class Slot:
     responsive: bool = False
     ping_misses: int = 0
     answered: bool = False          # the current child answered a ping at least once
-    last_life_ok: bool = True       # the previous child got to RUNNING (not crash-looping)
+    ready_at: float | None = None   # when the current child got to RUNNING (clock time)
+    last_life_ok: bool = True       # the previous child had been healthy (not crash-looping)
     backoff_until: float | None = None
     stop_phase: str | None = None   # term -> quit -> kill
     stop_deadline: float | None = None
     after_stop: str = STOPPED       # STOPPED, FAILED, "restart" or "remove"
-    stop_reason: str | None = None
     pending_delay: float = 0.0      # backoff to apply once a stopping child has exited
     backoff_why: str = "restart"
+    failures: int = 0               # FAILED in a row (the cool-down grows with it)
+    retry_at: float | None = None   # (clock time) FAILED tries again then
+    retry_at_wall: float | None = None
     stats: ProcessStats | None = None
 
     @property
@@ -68,6 +84,43 @@ class Slot:
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive
+
+    def move(self, event: str) -> None:
+        allowed, target = TRANSITIONS[event]
+        if self.state not in allowed:
+            raise InvalidTransition(f"{self.name}: {event!r} is not allowed in {self.state}")
+        self.state = target
+        if target != BACKOFF:
+            self.backoff_until = None
+        if target != FAILED:
+            self.retry_at = self.retry_at_wall = None
+
+    def was_healthy(self, now: float, healthy_after: float) -> bool:
+        """Whether the current child had been RUNNING for `healthy_after` by `now`."""
+        return self.ready_at is not None and now - self.ready_at >= healthy_after
+
+    def restart_for(self, reason: str, now: float, healthy_after: float) -> Decision:
+        """The one decision after a death or a forced restart: give up, or count it and
+        restart after a delay. Only a child that never became healthy counts toward
+        giving up (a crash loop); a serving worker that got killed always restarts."""
+        self.last_life_ok = self.was_healthy(now, healthy_after)
+        decision = self.policy.on_exit(now, counts=not self.last_life_ok)
+        if decision.gives_up:
+            self.failures += 1
+            cool_down = self.policy.cool_down(self.failures)
+            self.retry_at, self.retry_at_wall = now + cool_down, time.time() + cool_down
+            self.last_error = (f"gave up after {decision.restarts_in_window} restarts in "
+                               f"{self.policy.window:.0f}s; last: "
+                               f"{self.last_error or 'no error recorded'}")
+        else:
+            self.count_restart(reason)
+        return decision
+
+    def clear_failures(self) -> None:
+        """An operator started or restarted it: a fresh history."""
+        self.policy.reset()
+        self.failures = 0
+        self.retry_at = self.retry_at_wall = None
 
     def count_restart(self, reason: str) -> None:
         self.restarts += 1
@@ -93,81 +146,6 @@ class Slot:
             "rss_bytes": stats.rss_bytes if stats else None,
             "memory_bytes": stats.memory_bytes if stats else None,
             "log_file": str(self.proc.log.path) if self.proc else None,
+            "failures": self.failures,
+            "next_retry_at": self.retry_at_wall if self.state == FAILED else None,
         }
-
-
-def node_name(queue: str) -> str:
-    """What `-n <queue>@%h` expands to inside the worker."""
-    return f"{queue}@{socket.gethostname()}"
-
-
-def split_concurrency(total: int, weights: dict[str, int]) -> dict[str, int]:
-    """Pool size per queue: proportional to weight (largest remainder), at least 1 each."""
-    if not weights:
-        return {}
-    if total <= len(weights):
-        return {queue: 1 for queue in weights}
-    weight_sum = sum(weights.values())
-    ideal = {q: total * w / weight_sum for q, w in weights.items()}
-    sizes = {q: max(1, int(ideal[q])) for q in weights}
-    # Raising a tiny share to 1 may overshoot: take it back from the largest pools.
-    while sum(sizes.values()) > total:
-        biggest = max(sizes, key=lambda q: (sizes[q], -ideal[q]))
-        sizes[biggest] -= 1
-    by_remainder = sorted(weights, key=lambda q: ideal[q] - sizes[q], reverse=True)
-    for queue in by_remainder[:total - sum(sizes.values())]:
-        sizes[queue] += 1
-    return sizes
-
-
-def parse_queues(queues) -> dict[str, int]:
-    """Queue list (or comma string) with repeats as weights -> {queue: weight}, validated."""
-    if isinstance(queues, str):
-        queues = [part.strip() for part in queues.split(",") if part.strip()]
-    if not isinstance(queues, (list, tuple)) or not queues or \
-            not all(isinstance(q, str) for q in queues):
-        raise ValueError("queues must be a non-empty list of queue names")
-    unknown = sorted(set(queues) - set(KNOWN_QUEUES))
-    if unknown:
-        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(KNOWN_QUEUES)}")
-    weights: dict[str, int] = {}
-    for name in queues:
-        weights[name] = weights.get(name, 0) + 1
-    return weights
-
-
-def worker_argv(app_module: str, queue: str, pool_size: int, log_level: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", app_module, "worker",
-            "-Q", queue, "-c", str(pool_size), "-n", f"{queue}@%h", "-E",
-            "--loglevel", log_level.upper(),
-            # Mingle waits a second for other nodes at start, gossip makes every worker
-            # follow every other's events: neither is needed with one worker per queue.
-            "--without-mingle", "--without-gossip"]
-
-
-def child_env(settings: Settings, *, broker_url: str | None,
-              result_backend: str | None) -> dict[str, str]:
-    """The environment a worker child needs to rebuild the same Settings."""
-    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
-    for name in Settings.model_fields:
-        if name in SECRETS_NOT_PASSED:
-            continue
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        env[name] = _env_value(value)
-    env["START_CELERY_WORKER"] = "false"  # a worker child never spawns workers of its own
-    if broker_url:
-        env["CELERY_BROKER_URL"] = broker_url
-    if result_backend:
-        env["CELERY_RESULT_BACKEND"] = result_backend
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _env_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(v) for v in value)
-    return str(value)

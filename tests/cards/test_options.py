@@ -6,15 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from app.cards import CardError, natural_sorted, parse_crop
-from app.cards.options import (
-    CalibrationOptions,
-    OffsetOptions,
-    OptionError,
-    SheetOptions,
-    check_extend_corners,
-    check_skip,
-    clean_name,
-)
+from app.cards.models import CalibrationOptions, OffsetOptions, OptionError, SheetOptions
+from app.cards.options import check_extend_corners, check_skip, clean_name
 
 
 @pytest.mark.parametrize("text, image, per_side", [
@@ -159,3 +152,14 @@ def test_models_are_frozen_and_pydantic_native():
         SheetOptions.model_validate({"ppi": 5})
     assert SheetOptions.parse(options) is options
     assert SheetOptions.parse(options, ppi=600).ppi == 600
+
+
+def test_importing_the_engine_does_not_load_pydantic():
+    """pydantic costs about as much to import as the rest of the engine; the models load
+    on the first engine call instead (see app.cards.models)."""
+    import subprocess
+    import sys
+    code = "import sys, app.cards; print('pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "False"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from app.cards.options import CalibrationOptions
+from app.cards.models import CalibrationOptions
 from app.jobs import engine
 from celery_app import app, celery, settings  # noqa: F401  (what `-A` loads)
 

@@ -12,6 +12,7 @@ from flask_jwt_extended import create_access_token
 
 from app import create_app
 from app.jobs import services
+from app.jobs.engine import SheetJobParams
 from app.runtime import runtime_of
 from tests.conftest import make_settings
 from tests.conftest import wait_for
@@ -239,6 +240,35 @@ def test_bad_sheet_submissions_are_400_and_leave_nothing(api, case):
     settings = api.app.config["SETTINGS"]
     assert list(settings.uploads_dir.iterdir()) == []
     assert services(api.app).store.list() == []
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"ppi": "abc"}, "ppi"), ({"quality": "101"}, "quality"), ({"only_fronts": "maybe"}, "only_fronts"),
+    ({"card_size": "huge"}, "card size"), ({"paper_size": "a0"}, "paper size"),
+    ({"crop": "3 parsecs"}, "crop"), ({"extend_corners": "1.5"}, "extend_corners"),
+    ({"name": "x" * 500}, "name"), ({"skip": "-1"}, "skip"), ({"ppi": "9" * 50}, "ppi"),
+])
+def test_option_errors_name_the_field(api, fields, named):
+    response = api.post("/api/jobs/sheets", data=sheet_form(**fields),
+                        content_type="multipart/form-data")
+    error = response.get_json()["error"]
+    assert response.status_code == 400 and error["code"] == "invalid_input"
+    assert named in error["message"] and len(error["message"]) < 300, error["message"]
+
+
+def test_stored_params_are_the_models_json(api):
+    """Form text is normalised once, by the model; the worker validates this JSON again."""
+    job_id = submit(api, "/api/jobs/sheets", sheet_form(
+        2, paper_size=" A4 ", card_size="Standard", ppi="600", skip=["3, 1", "3"],
+        only_fronts="yes", name="  My\tDeck "))
+    expected = SheetJobParams.parse(paper_size="a4", ppi=600, skip=[1, 3], only_fronts=True,
+                                    name="My Deck", files={"fronts": 2, "back": 0,
+                                                           "double_sided": 0})
+    assert services(api.app).store.get(job_id).params == expected.model_dump(mode="json")
+    assert api.wait(job_id)["status"] == "succeeded"
+    offset = submit(api, "/api/jobs/offset", {"source_job_id": job_id, "x": "+7"})
+    assert services(api.app).store.get(offset).params == {"x": 7, "y": 0,
+                                                          "source_job_id": job_id}
 
 
 def test_non_image_error_names_the_file(api):

@@ -13,7 +13,7 @@ from app.jobs.dispatch import Dispatcher
 from app.jobs.fallback import ThreadFallback
 from app.jobs.reconciler import Reconciler
 from app.jobs.store import JobStore
-from app.supervisor.broker import BrokerMonitor
+from app.broker import BrokerMonitor
 from tests.conftest import make_settings
 from tests.conftest import wait_for
 from tests.jobs.conftest import png_bytes

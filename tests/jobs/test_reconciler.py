@@ -298,3 +298,50 @@ def test_close_services_closes_the_dispatcher(tmp_path):
     rebuilt = services(app)  # the next use builds fresh services
     assert rebuilt is not jobs
     runtime_of(app).close_jobs(wait=5)
+
+
+@pytest.mark.redis
+def test_queue_without_consumer_drains_to_threads_after_the_bound(world):
+    reconciler, store, pool, _monitor, client = world
+    consumers = {"pdf_generation": True}
+    dispatcher = reconciler.dispatcher
+    dispatcher.worker_available = lambda queue: consumers.get(queue, False)
+    queued = [new_job(store) for _ in range(3)]
+    other = new_job(store, queue="pdf_offset")
+    for job in queued:
+        assert dispatcher.submit(job) == "celery"
+    store.set_dispatch(other.id, mode="celery", task_id="t-other")   # consumed elsewhere
+    store.mark_published(other.id)
+    consumers["pdf_offset"] = True
+    reconciler.drain_after = 0.3
+    assert reconciler.drain_unconsumed() == []            # consumed: nothing moves
+    consumers["pdf_generation"] = False                   # its last consumer went away
+    assert reconciler.drain_unconsumed() == []            # not for long enough yet
+    assert client.llen("pdf_generation") == 3
+    time.sleep(0.35)
+    moved = reconciler.drain_unconsumed()
+    assert sorted(moved) == sorted(job.id for job in queued)
+    assert client.llen("pdf_generation") == 0             # taken back: no worker gets them
+    assert sorted(pool.submitted) == sorted(moved)
+    assert all(store.get(job.id).mode == "threads" for job in queued)
+    assert store.get(other.id).mode == "celery"
+    assert reconciler.drain_unconsumed() == []            # each moved once
+    # New jobs for that queue already go to threads until a consumer returns.
+    assert dispatcher.submit(new_job(store)) == "threads"
+    consumers["pdf_generation"] = True
+    assert dispatcher.submit(new_job(store)) == "celery"
+
+
+def test_no_drain_while_the_broker_is_down_or_consumers_are_unknown(world):
+    reconciler, store, pool, monitor, _ = world
+    job = new_job(store)
+    store.set_dispatch(job.id, mode="celery", task_id="t-1")
+    store.mark_published(job.id)
+    reconciler.drain_after = 0.0
+    monitor.up = True
+    assert reconciler.dispatcher.worker_available is None
+    assert reconciler.drain_unconsumed() == []             # no manager view: unknown
+    reconciler.dispatcher.worker_available = lambda queue: False
+    monitor.up = False
+    assert reconciler.drain_unconsumed() == []             # outage: outage_grace decides
+    assert pool.submitted == []

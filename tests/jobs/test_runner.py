@@ -8,7 +8,7 @@ import time
 import pytest
 
 from app.cards.errors import CardError
-from app.cards.options import CalibrationOptions
+from app.cards.models import CalibrationOptions
 from app.jobs import engine, runner
 from app.jobs.store import JobStore
 

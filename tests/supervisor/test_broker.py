@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from app.supervisor.broker import BrokerMonitor
+from app.broker import BrokerMonitor
 from tests.conftest import free_port
 
 
@@ -90,9 +90,10 @@ def test_no_url_means_down():
 
 def test_other_threads_read_the_cache_while_one_probes():
     release = threading.Event()
-    monitor = BrokerMonitor("redis://x:1/0", ttl=0.0, probe=lambda: None)
+    probe = [lambda: None]
+    monitor = BrokerMonitor("redis://x:1/0", ttl=0.0, probe=lambda: probe[0]())
     assert monitor.is_up()
-    monitor._probe_fn = lambda: release.wait(5)
+    probe[0] = lambda: release.wait(5)
     prober = threading.Thread(target=monitor.refresh)
     prober.start()
     time.sleep(0.05)

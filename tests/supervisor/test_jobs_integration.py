@@ -7,6 +7,7 @@ can be slowed down and logs each completion), the reconciler is wired to the man
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -17,6 +18,9 @@ from tests.supervisor.conftest import all_running, worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 FAULTY_APP = "tests.jobs.faulty_celery_app"
+# Celery's line for a task that returned; the run that recorded the job's success says so.
+COMPLETED = re.compile(r"succeeded in [\d.]+s: \{'job_id': '([0-9a-f]+)', 'status': 'succeeded', "
+                       r"'output'")
 
 
 class JobSystem:
@@ -27,7 +31,7 @@ class JobSystem:
         from app.jobs.fallback import ThreadFallback
         from app.jobs.reconciler import Reconciler
         from app.jobs.store import JobStore
-        from app.supervisor.broker import BrokerMonitor
+        from app.broker import BrokerMonitor
 
         settings.ensure_dirs()
         self.settings = settings
@@ -43,13 +47,35 @@ class JobSystem:
             settings, worker_app=FAULTY_APP,
             on_worker_lost=self.reconciler.redispatch_worker_jobs)
 
-    def submit(self, slow: float = 0.0):
+    def submit(self, slow: float = 0.0, queue: str = "default"):
         params = {"paper_size": "letter"}
         if slow:
             params["test_slow_seconds"] = slow
         job = self.store.create(owner="alice", kind="calibration", params=params,
-                                queue="default")
+                                queue=queue)
         return job, self.dispatcher.submit(job)
+
+    def count_fallback_completions(self, monkeypatch) -> list[str]:
+        """Job ids the thread fallback ran to completion (the run that recorded it)."""
+        from app.jobs import runner
+        done: list[str] = []
+        real = runner.run_job
+
+        def recording(*args, **kwargs):
+            result = real(*args, **kwargs)
+            if result.get("status") == "succeeded" and "output" in result:
+                done.append(result["job_id"])
+            return result
+        monkeypatch.setattr(runner, "run_job", recording)
+        return done
+
+    def worker_completions(self) -> list[str]:
+        """Job ids of Celery task runs that completed their job, from the worker logs
+        only (each worker's own log file and its rotations)."""
+        found = []
+        for path in sorted(self.settings.logs_dir.glob("worker-*.log*")):
+            found += COMPLETED.findall(path.read_text(errors="replace"))
+        return found
 
     def finished(self, job_id, timeout):
         return wait_for(lambda: (j := self.store.get(job_id)).finished and j, timeout, 0.05,
@@ -118,3 +144,51 @@ def test_redis_down_runs_jobs_in_threads_and_back_on_celery(fast_settings, manag
     done = system.finished(job.id, 30)
     assert done.status == "succeeded" and done.mode == "celery"
     system.fallback.shutdown(wait=5)
+
+
+def _kill_until_failed(manager, queue: str, timeout: float = 40) -> None:
+    """SIGKILL the queue's worker, and each replacement, until the manager gives up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        w = worker(manager.status(), queue)
+        if w["state"] == "FAILED":
+            return
+        if w["pid"]:
+            try:
+                os.kill(w["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_for(lambda: worker(manager.status(), queue)["pid"] != w["pid"], 10, 0.02)
+        time.sleep(0.02)
+    raise AssertionError(f"{queue} did not go FAILED")
+
+
+def test_jobs_of_a_queue_whose_only_worker_failed_run_in_the_fallback(
+        fast_settings, managers, monkeypatch):
+    settings = fast_settings(CELERY_QUEUES="default", CELERY_CONCURRENCY=1,
+                             CELERY_MAX_RESTARTS=1, CELERY_HEALTHY_AFTER=600,
+                             CELERY_DRAIN_AFTER=2.0, CELERY_FAILED_RETRY_AFTER=600)
+    system = JobSystem(settings, managers)
+    in_threads = system.count_fallback_completions(monkeypatch)
+    system.reconciler.start()
+    try:
+        wait_for(lambda: all_running(system.manager, 1), 30, 0.1, "worker running")
+        busy, mode = system.submit(slow=3)
+        assert mode == "celery"
+        wait_for(lambda: system.store.get(busy.id).status == "running", 20, 0.05, "running")
+        queued = [system.submit()[0] for _ in range(3)]      # wait behind the busy one
+        assert all(system.store.get(job.id).mode == "celery" for job in queued)
+        _kill_until_failed(system.manager, "default")
+        job, mode = system.submit()                   # right after FAILED
+        assert mode == "threads"
+        assert system.finished(job.id, 5).status == "succeeded"
+        for old in [busy, *queued]:                   # already queued: drained to threads
+            done = system.finished(old.id, settings.CELERY_DRAIN_AFTER + 15)
+            assert done.status == "succeeded", done.error
+        ids = [busy.id, job.id] + [j.id for j in queued]
+        runs = system.worker_completions() + in_threads
+        assert sorted(runs) == sorted(ids), "each job completed exactly once"
+        assert {system.store.get(i).mode for i in ids} == {"threads"}
+    finally:
+        system.reconciler.stop()
+        system.fallback.shutdown(wait=5)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import psutil
 import pytest
 
 from app.supervisor.errors import InvalidRequest
 from app.supervisor.pidfile import StateFile
-from tests.conftest import wait_for
+from tests.conftest import make_settings, wait_for
 from tests.supervisor.conftest import all_running, worker
 
 pytestmark = pytest.mark.timeout(120)
@@ -111,3 +112,15 @@ def test_start_with_other_queues_and_concurrency(fast_settings, managers):
     status = manager.status()
     assert [(w["queue"], w["pool_size"]) for w in status["workers"]] == [("default", 3)]
     assert manager.health()["workers"] == {"running": 1, "expected": 1}
+
+
+def test_on_tick_is_called_by_the_manager_loop(tmp_path, managers):
+    ticks = []
+    settings = make_settings(tmp_path, EMBEDDED_REDIS=False, START_CELERY_WORKER=False)
+    manager = managers(settings, on_tick=lambda: ticks.append(time.monotonic()))
+    time.sleep(2.5)
+    assert len(ticks) >= 2                  # an idle loop still wakes about once a second
+    manager.close(timeout=1)
+    count = len(ticks)
+    time.sleep(1.2)
+    assert len(ticks) == count              # a stopped loop stops calling it

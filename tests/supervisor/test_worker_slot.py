@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.supervisor.worker_slot import child_env, parse_queues, split_concurrency, worker_argv
+from app.settings import parse_queues
+from app.supervisor.plan import child_env, split_concurrency, worker_argv
 from tests.conftest import make_settings
 
 
@@ -58,3 +59,67 @@ def test_child_env_rebuilds_the_same_settings(tmp_path, monkeypatch):
     assert "ADMIN_PASSWORD" not in env
     assert "REDIS_URL" not in env          # the shell's value must not reach the worker
     assert "PATH" in env
+
+
+# --- the state machine and its one restart decision ------------------------------------
+from app.supervisor.policy import RestartPolicy  # noqa: E402
+from app.supervisor.worker_slot import (  # noqa: E402
+    BACKOFF, FAILED, RUNNING, STARTING, STOPPED, TRANSITIONS, InvalidTransition, WorkerSlot)
+
+
+def _slot(max_restarts=2, retry_after=10.0):
+    policy = RestartPolicy(max_restarts, 300.0, 1.0, jitter=0, retry_after=retry_after,
+                           retry_max=25.0)
+    return WorkerSlot("default@h", "worker", "default", 1, policy)
+
+
+def test_every_transition_is_in_the_table_and_nothing_else_is_allowed():
+    slot = _slot()
+    assert set(TRANSITIONS) == {"spawn", "ready", "stop", "backoff", "give_up", "stopped"}
+    with pytest.raises(InvalidTransition):
+        slot.move("ready")                 # STOPPED cannot become RUNNING without a child
+    slot.move("spawn")
+    slot.move("ready")
+    assert slot.state == RUNNING
+    with pytest.raises(InvalidTransition):
+        slot.move("spawn")                 # one child per slot
+
+
+def test_a_healthy_worker_killed_again_and_again_never_gives_up():
+    slot = _slot(max_restarts=2)
+    now = 1000.0
+    for _ in range(20):
+        slot.move("spawn")
+        slot.move("ready")
+        slot.ready_at = now
+        now += 6.0                                        # served 6 s (> healthy_after)
+        decision = slot.restart_for("crash", now, healthy_after=5.0)
+        assert not decision.gives_up and decision.delay == 1.0
+        slot.move("backoff")
+    assert slot.restarts == 20 and slot.failures == 0
+
+
+def test_a_crash_loop_gives_up_and_the_cool_down_grows():
+    slot = _slot(max_restarts=2, retry_after=10.0)
+    now = 1000.0
+    outcomes = []
+    for _ in range(3):
+        slot.move("spawn")                                # never answered
+        decision = slot.restart_for("crash", now, healthy_after=5.0)
+        outcomes.append(decision.gives_up)
+        slot.move("give_up" if decision.gives_up else "backoff")
+    assert outcomes == [False, False, True] and slot.state == FAILED
+    assert slot.retry_at == now + 10.0 and slot.describe()["next_retry_at"] is not None
+    slot.move("spawn")                                    # the cool-down's one try
+    assert slot.restart_for("crash", now + 11, healthy_after=5.0).gives_up
+    assert slot.failures == 2 and slot.retry_at == now + 11 + 20.0
+    slot.move("give_up")
+    slot.clear_failures()                                 # an operator's start
+    assert slot.failures == 0 and slot.retry_at is None
+    slot.move("spawn")
+    assert slot.state == STARTING
+    assert not slot.restart_for("crash", now + 12, healthy_after=5.0).gives_up
+    slot.move("backoff")
+    assert slot.state == BACKOFF
+    slot.move("stopped")
+    assert slot.state == STOPPED

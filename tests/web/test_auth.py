@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime
+import threading
+import time
 
 import pytest
 from flask_jwt_extended import create_access_token
@@ -80,19 +82,80 @@ def test_deleted_user_token_stops_working(app, client):
     assert client.get("/api/auth/me", headers=bearer(access)).status_code == 401
 
 
-def test_login_is_rate_limited_per_client(make_app):
-    app = make_app(LOGIN_RATE_LIMIT="3 per minute")
+def _attempt(client, username, password, address="198.51.100.7"):
+    started = time.monotonic()
+    response = client.post("/api/auth/login", json={"username": username, "password": password},
+                           environ_base={"REMOTE_ADDR": address})
+    return response, time.monotonic() - started
+
+
+def test_login_limit_locks_out_everyone_behind_one_address_right_password_included(make_app):
+    # The finding: past the per-address limit even the right password got 429.
+    app = make_app(LOGIN_RATE_LIMIT="3 per minute", LOGIN_THROTTLE_DELAY=0.5)
+    app.extensions["scm.users"].create(*USER)
     client = app.test_client()
-    for _ in range(3):
-        client.post("/api/auth/login", json={"username": "admin", "password": "nope-nope"})
-    response = client.post("/api/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]})
-    assert response.status_code == 429
-    assert response.get_json()["error"]["code"] == "rate_limited"
-    assert "Retry-After" in response.headers
-    # Another client address has its own budget.
-    other = client.post("/api/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]},
-                        environ_base={"REMOTE_ADDR": "192.0.2.9"})
-    assert other.status_code == 200
+    for name in ("admin", "alice", "nobody"):  # an attacker sprays names from one address
+        assert _attempt(client, name, "nope-nope")[0].status_code == 401
+    wrong, waited = _attempt(client, "admin", "nope-nope")
+    assert wrong.status_code == 429 and wrong.get_json()["error"]["code"] == "rate_limited"
+    assert int(wrong.headers["Retry-After"]) >= 1 and waited >= 0.5
+    # Everyone else behind that address still gets in, after the short delay.
+    for username, password in (ADMIN, USER):
+        right, waited = _attempt(client, username, password)
+        assert right.status_code == 200, right.get_json()
+        assert 0.5 <= waited < 5
+    # Another address is not throttled at all.
+    other, _waited = _attempt(client, "nobody", "nope-nope", address="192.0.2.9")
+    assert other.status_code == 401  # a throttled wrong password would be 429
+
+
+def test_login_limit_per_account_across_addresses(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="100 per minute", LOGIN_ACCOUNT_RATE_LIMIT="3 per minute",
+                   LOGIN_THROTTLE_DELAY=0.5)
+    client = app.test_client()
+    for i in range(3):  # one guess per address: only the account limit can see it
+        assert _attempt(client, "admin", "nope-nope", f"203.0.113.{i}")[0].status_code == 401
+    wrong, waited = _attempt(client, "admin", "nope-nope", "203.0.113.50")
+    assert wrong.status_code == 429 and waited >= 0.5
+    right, waited = _attempt(client, *ADMIN, address="203.0.113.51")
+    assert right.status_code == 200 and waited >= 0.5
+    # Other accounts are not slowed down by it.
+    assert _attempt(client, "alice", "nope-nope", "203.0.113.52")[0].status_code == 401
+
+
+def test_throttled_logins_hold_few_threads():
+    from app.auth.throttle import LoginThrottle, ThrottlePolicy
+
+    release = threading.Event()
+    policy = ThrottlePolicy("1 per minute", "1 per minute", delay=0.2, concurrency=1)
+    throttle = LoginThrottle(policy, lambda: None, sleep=lambda _s: release.wait(10))
+    entered = []
+
+    def hold():
+        with throttle.held() as ok:
+            entered.append(ok)
+
+    first = threading.Thread(target=hold)
+    first.start()
+    time.sleep(0.05)
+    with throttle.held() as second:
+        assert second is False  # the only slot is taken: refused, not queued forever
+    release.set()
+    first.join(5)
+    assert entered == [True]
+
+
+def test_login_throttle_storage_outage_counts_in_memory():
+    from app.auth.throttle import LoginThrottle, ThrottlePolicy
+
+    def broken():
+        raise ConnectionError("storage down")
+
+    throttle = LoginThrottle(ThrottlePolicy("2 per minute", "9 per minute", 0, 1), broken)
+    assert not throttle.over_limit("192.0.2.1", "x")
+    throttle.record_failure("192.0.2.1", "x")
+    throttle.record_failure("192.0.2.1", "y")
+    assert throttle.over_limit("192.0.2.1", "z")
 
 
 def test_admin_bootstrap_is_idempotent(tmp_path):

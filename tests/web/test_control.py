@@ -165,7 +165,7 @@ def test_long_instance_paths_get_a_short_socket(tmp_path):
 def test_without_a_manager_jobs_go_to_threads_when_nobody_consumes(tmp_path, redis_server,
                                                                    monkeypatch):
     """The broker answering is not enough: some live worker must consume the queue."""
-    from app.supervisor.celery_control import CeleryControl
+    from app.broker import BrokerClient
     from app.supervisor.errors import BrokerUnavailable
 
     settings = make_settings(tmp_path, REDIS_URL=redis_server.url)
@@ -180,10 +180,9 @@ def test_without_a_manager_jobs_go_to_threads_when_nobody_consumes(tmp_path, red
         assert lonely.worker_available("pdf_offset") is False
         assert time.monotonic() - started < 0.3
         # When the workers cannot be asked, the broker decides.
-        monkeypatch.setattr(CeleryControl, "consumers",
+        monkeypatch.setattr(BrokerClient, "consumers",
                             lambda self, timeout: (_ for _ in ()).throw(BrokerUnavailable("x")))
         lonely._consumers.clear()
-        lonely._available.clear()
         assert lonely.worker_available("default") is True
         control = lonely._control
     finally:

@@ -8,8 +8,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from app.cards.layouts import CARD_SIZES, LAYOUTS, PAPERS
-from app.cards.options import (MAX_OFFSET_PX, PPI_RANGE, QUALITY_RANGE, CalibrationOptions,
-                               OffsetOptions, OptionError, SheetOptions, extend_corners_limit)
+from app.cards.models import CalibrationOptions, OffsetOptions, OptionError, SheetOptions
+from app.cards.options import MAX_OFFSET_PX, PPI_RANGE, QUALITY_RANGE, extend_corners_limit
 from app.jobs.engine import KINDS
 from app.jobs.names import JOB_STATUSES
 from app.openapi import build_spec

@@ -1,4 +1,5 @@
-"""Fixes from the supervisor review: lock-free reads, stale Redis, shutdown, stuck consumers..."""
+"""Manager robustness: lock-free reads while booting, stale processes of a previous boot,
+no respawn during shutdown, spawn errors, broker clients, stuck consumers, busy admin calls."""
 from __future__ import annotations
 
 import os
@@ -12,23 +13,18 @@ import time
 import psutil
 import pytest
 
-from app.supervisor import manager as manager_module
-from app.supervisor.celery_control import CeleryControl
+from app.broker import BrokerClient, BrokerMonitor
+from app.supervisor import prober as prober_module
 from app.supervisor.errors import BrokerUnavailable
-from app.supervisor.manager import CeleryWorkerManager
 from app.supervisor.pidfile import StateFile, matching_process, stop_stale
+from app.supervisor.plan import PROJECT_ROOT, child_env
+from app.supervisor.prober import Prober
 from app.supervisor.redis_server import EmbeddedRedis
-from app.supervisor.worker_slot import (
-    BACKOFF,
-    FAILED,
-    PROJECT_ROOT,
-    STOPPED,
-    Slot,
-    child_env,
-)
+from app.supervisor.worker_slot import BACKOFF, FAILED, STARTING, STOPPED
 from tests.conftest import make_settings
 from tests.conftest import wait_for
 from tests.supervisor.conftest import TEST_APP, all_running, worker
+from tests.supervisor.fakes import fleet_for
 
 HOST = socket.gethostname()
 
@@ -58,7 +54,7 @@ def test_readers_do_not_wait_while_the_manager_thread_boots(tmp_path, redis_serv
         opener = threading.Thread(target=manager.open, daemon=True)
         opener.start()
         # The boot is now stuck in the stale sweep (SIGTERM ignored: ~5 s until SIGKILL).
-        wait_for(lambda: manager._thread is not None and manager._thread.is_alive(), 5)
+        wait_for(lambda: manager.health()["status"] != "unhealthy", 5)
         time.sleep(0.5)
         assert opener.is_alive(), "the boot should still be busy"
         for read in (manager.health, lambda: manager.mode, manager.restart_totals):
@@ -138,18 +134,21 @@ def test_stop_stale_ignores_an_other_program_with_the_recorded_pid(tmp_path, no_
 
 
 def test_embedded_redis_is_not_respawned_from_backoff_during_shutdown(tmp_path):
-    manager = CeleryWorkerManager(make_settings(tmp_path))
-    spawned = []
-    manager._spawn = lambda slot, why: spawned.append(slot.name)
-    slot = manager._redis_slot = Slot("redis", "redis", None, 0, manager._new_policy())
-    slot.state, slot.backoff_until = BACKOFF, time.monotonic() - 1
-    manager._shutting_down = True
-    manager._tick(time.monotonic())
-    assert spawned == [] and slot.state == STOPPED
-    manager._shutting_down = False
-    slot.state, slot.backoff_until = BACKOFF, time.monotonic() - 1
-    manager._tick(time.monotonic())
-    assert spawned == ["redis"]
+    fleet, clock, made = fleet_for(make_settings(tmp_path, CELERY_RESTART_DELAY=0))
+    slot = fleet.add_redis()
+    fleet.spawn(slot, "boot")
+    made[-1].die()
+    fleet.reap()                       # the first death restarts at once, through BACKOFF
+    assert slot.state == BACKOFF
+    fleet.shutting_down = True
+    fleet.tick(clock.advance(0.1))
+    assert slot.state == STOPPED and len(made) == 1
+    fleet.shutting_down = False
+    fleet.spawn(slot, "again")
+    made[-1].die()
+    fleet.reap()
+    fleet.tick(clock.advance(0.1))
+    assert slot.state == STARTING and len(made) == 3
 
 
 class _Unspawnable:
@@ -163,19 +162,19 @@ class _Unspawnable:
 
 
 def test_spawn_error_goes_through_backoff_without_recursion(tmp_path):
-    manager = CeleryWorkerManager(make_settings(tmp_path, CELERY_RESTART_DELAY=0,
-                                                CELERY_MAX_RESTARTS=5))
     attempts = []
-    manager._make_process = lambda slot: _Unspawnable(attempts)
-    manager._wanted = True
-    slot = manager._slots["default"] = manager._new_slot("default", 1)
-    manager._spawn(slot, "test")
-    assert len(attempts) == 1, "a failed spawn must not call _spawn again by itself"
-    assert slot.state == BACKOFF and slot.backoff_until <= time.monotonic()
+    fleet, clock, _made = fleet_for(
+        make_settings(tmp_path, CELERY_RESTART_DELAY=0, CELERY_MAX_RESTARTS=5),
+        factory=lambda *args, **kwargs: _Unspawnable(attempts))
+    fleet.wanted = True
+    slot = fleet.slots["default"] = fleet.new_slot("default", 1)
+    fleet.spawn(slot, "test")
+    assert len(attempts) == 1, "a failed spawn must not call spawn again by itself"
+    assert slot.state == BACKOFF and slot.backoff_until <= clock()
     for _ in range(20):
         if slot.state == FAILED:
             break
-        manager._tick(time.monotonic())
+        fleet.tick(clock.advance(0.01))
     assert slot.state == FAILED
     assert len(attempts) == 6 and "Too many open files" in slot.last_error
 
@@ -191,8 +190,15 @@ def test_tasks_and_stats_answer_at_once_when_no_worker_runs(fast_settings, manag
 
 @pytest.mark.timeout(60)
 def test_control_clients_are_closed_with_the_manager(fast_settings, managers):
-    manager = managers(fast_settings(START_CELERY_WORKER=False))
-    admin, prober = manager._control_client(), manager._probe_client()
+    made = {}
+
+    def recording(settings, url, name):
+        client = made[name] = BrokerClient(settings, url, name=name)
+        return client
+    manager = managers(fast_settings(START_CELERY_WORKER=False), client_factory=recording)
+    manager.purge(["default"])   # made on first use: the admin client
+    wait_for(lambda: "scm-broker-prober" in made, 5)
+    admin, prober = made["scm-broker-client"], made["scm-broker-prober"]
     assert admin is not prober
     closed = []
     for control in (admin, prober):
@@ -220,7 +226,7 @@ def _remote_worker(settings, queue: str) -> subprocess.Popen:
 @pytest.mark.timeout(90)
 def test_worker_available_without_local_workers_asks_who_consumes(
         fast_settings, managers, monkeypatch):
-    monkeypatch.setattr(manager_module, "CONSUMERS_TTL", 1.0)
+    monkeypatch.setattr(prober_module, "CONSUMERS_TTL", 1.0)
     settings = fast_settings(START_CELERY_WORKER=False)
     manager = managers(settings)
     assert not manager.worker_available("default")   # nobody consumes it
@@ -232,10 +238,9 @@ def test_worker_available_without_local_workers_asks_who_consumes(
         remote.terminate()
         remote.wait(15)
     # When the check itself cannot run, the broker decides.
-    monkeypatch.setattr(CeleryControl, "consumers",
+    monkeypatch.setattr(BrokerClient, "consumers",
                         lambda self, timeout: (_ for _ in ()).throw(BrokerUnavailable("x")))
-    manager._consumers = None
-    assert manager.worker_available("pdf_offset")
+    wait_for(lambda: manager.worker_available("pdf_offset"), 10, 0.2, "unknown means trust")
 
 
 @pytest.mark.slow
@@ -269,11 +274,16 @@ def test_stuck_consumer_is_restarted_and_its_queue_drains(
 @pytest.mark.timeout(120)
 def test_busy_admin_client_does_not_delay_hang_detection(fast_settings, managers):
     settings = fast_settings(CELERY_QUEUES="default", CELERY_HEALTH_CHECK_INTERVAL=1.0)
-    manager = managers(settings)
+    made = {}
+
+    def recording(settings, url, name):
+        client = made[name] = BrokerClient(settings, url, name=name)
+        return client
+    manager = managers(settings, client_factory=recording)
     wait_for(lambda: all_running(manager, 1), 30, 0.1, "worker running")
     old_pid = worker(manager.status(), "default")["pid"]
     # A slow admin call (inspect, purge...) holds the admin broker client for 5 s.
-    admin = manager._control_client()
+    admin = made["scm-broker-client"]
     blocker = threading.Thread(target=lambda: admin.call(lambda: time.sleep(5), 8), daemon=True)
     blocker.start()
     time.sleep(0.1)
@@ -289,12 +299,13 @@ def test_busy_admin_client_does_not_delay_hang_detection(fast_settings, managers
     blocker.join(10)
 
 
-def test_uncounted_ping_rounds_are_logged_once_per_episode(tmp_path, caplog):
-    manager = CeleryWorkerManager(make_settings(tmp_path))
-    caplog.set_level("INFO", logger="app.supervisor.manager")
+def test_uncounted_ping_rounds_are_logged_once_per_episode(caplog):
+    prober = Prober(BrokerMonitor(None), lambda: None, snapshot=dict, report=print,
+                    interval=1.0)
+    caplog.set_level("INFO", logger="app.supervisor.prober")
     for _ in range(3):
-        manager._log_uncounted("the broker did not answer either")
+        prober.log_uncounted("the broker did not answer either")
     assert caplog.text.count("worker pings not counted") == 1
-    manager._uncounted_logged = False   # what a counted round does
-    manager._log_uncounted("again")
+    prober.counted_again()   # what a counted round does
+    prober.log_uncounted("again")
     assert caplog.text.count("worker pings not counted") == 2

@@ -1,4 +1,5 @@
-"""Talking to workers and queues through the broker: ping, inspect, depths, purge, restore.
+"""BrokerClient: talks to workers and queues through the broker (ping, inspect, consumers,
+queue depths, purge, restore of unacked messages).
 
 Everything here goes over the network, so everything runs on one dedicated
 daemon thread and callers wait with a deadline. Two reasons:
@@ -11,17 +12,19 @@ Nothing here forks or signals: that stays on the manager's thread.
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue as queue_module
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any
 
+from app.broker import queues as broker_queues
+from app.broker.errors import BrokerUnavailable
+from app.broker.monitor import is_redis_url
+from app.celery_config import make_celery
 from app.settings import Settings
-from app.supervisor.broker import is_redis_url
-from app.supervisor.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +36,7 @@ FAST_FAILOVER = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
 
 def make_control_app(settings: Settings, broker_url: str):
     """A Celery app used only to reach workers; same exchanges and key layout as theirs."""
-    try:
-        from app.celery_config import make_celery
-        app = make_celery(settings, role="client")
-    except ImportError:  # the Celery config is not there: a bare app speaks the same control protocol
-        from celery import Celery
-        app = Celery("scm-supervisor", set_as_current=False)
-        app.conf.update(accept_content=["json"], task_serializer="json",
-                        result_serializer="json")
+    app = make_celery(settings, role="client")
     options = dict(app.conf.broker_transport_options or {})
     options.update(FAST_FAILOVER)
     app.conf.update(broker_url=broker_url, broker_transport_options=options,
@@ -48,7 +44,7 @@ def make_control_app(settings: Settings, broker_url: str):
     return app
 
 
-class CeleryControl:
+class BrokerClient:
     def __init__(self, settings: Settings, broker_url: str, *, app=None, name: str = "scm-broker-client"):
         self.settings = settings
         self.broker_url = broker_url
@@ -95,19 +91,19 @@ class CeleryControl:
     def queue_depths(self, queues: list[str], timeout: float = 2.0) -> dict[str, int | None]:
         """Messages waiting per queue (Redis brokers); None for other brokers."""
         if not is_redis_url(self.broker_url):
-            return {name: None for name in queues}
+            return dict.fromkeys(queues)
 
         def do():
             with self.app.connection_for_write() as conn:
                 channel = conn.default_channel
-                return {name: _queue_size(channel, name) for name in queues}
+                return {name: broker_queues.queue_size(channel, name) for name in queues}
         return self.call(do, timeout)
 
     def purge(self, queues: list[str], timeout: float = 5.0) -> dict[str, int]:
         def do():
             with self.app.connection_for_write() as conn:
                 channel = conn.default_channel
-                return {name: _purge_queue(channel, name) for name in queues}
+                return {name: broker_queues.purge_queue(channel, name) for name in queues}
         return self.call(do, timeout)
 
     def restore_unacked(self, queue: str, *, delivered_after: float | None = None,
@@ -125,7 +121,8 @@ class CeleryControl:
         def do():
             with self.app.connection_for_write() as conn:
                 channel = conn.default_channel
-                return _restore_queue(channel, queue, delivered_after, delivered_before)
+                return broker_queues.restore_unacked(channel, queue, delivered_after,
+                                                     delivered_before)
         return self.call(do, timeout)
 
     def close(self, timeout: float = 3.0) -> None:
@@ -181,42 +178,3 @@ class CeleryControl:
                 future.set_result(fn())
             except BaseException as exc:  # handed to the caller
                 future.set_exception(exc)
-
-
-def _queue_size(channel, name: str) -> int:
-    # kombu's Redis channel: LLEN over the queue's priority lists (and any key prefix).
-    return int(channel._size(name))
-
-
-def _purge_queue(channel, name: str) -> int:
-    try:
-        return int(channel.queue_purge(name) or 0)
-    except Exception as exc:
-        if "NOT_FOUND" in str(exc) or "404" in str(exc):
-            return 0
-        raise
-
-
-def _restore_queue(channel, queue: str, delivered_after: float | None,
-                   delivered_before: float | None) -> int:
-    client = channel.client
-    index = dict(client.zrange(channel.unacked_index_key, 0, -1, withscores=True) or [])
-    restored = 0
-    for tag, raw in (client.hgetall(channel.unacked_key) or {}).items():
-        tag = tag.decode() if isinstance(tag, bytes) else tag
-        delivered = index.get(tag.encode(), index.get(tag))
-        if delivered is not None and (
-                (delivered_after is not None and delivered < delivered_after) or
-                (delivered_before is not None and delivered > delivered_before)):
-            continue
-        try:
-            _payload, exchange, routing_key = json.loads(raw)
-        except (TypeError, ValueError):
-            continue
-        if queue not in channel._lookup(exchange, routing_key):
-            continue
-        channel.qos.restore_by_tag(tag, client=client, leftmost=True)
-        restored += 1
-    if restored:
-        log.info("restored %d unacked message(s) of queue %s", restored, queue)
-    return restored

@@ -7,17 +7,26 @@ probes at a time (the others read the cache), so `is_up()` never blocks longer
 than the timeout. Hysteresis: `fall_after` failed probes in a row to declare
 the broker down (one lost packet does not flip the whole app to threads),
 `rise_after` good ones to declare it up again.
+
+One monitor per broker URL per process (`monitor_for`): the dispatcher, the manager
+and the manager handle all read the same state instead of each pinging the broker.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Callable
 from urllib.parse import urlsplit
 
+import redis
+from kombu import Connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from app.settings import mask_url
 
-REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix")
 
 
 def is_redis_url(url: str | None) -> bool:
@@ -26,10 +35,6 @@ def is_redis_url(url: str | None) -> bool:
 
 def redis_client_for(url: str, timeout: float):
     """A redis-py client for a Celery/kombu Redis URL, failing fast (no retries)."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     options = dict(socket_timeout=timeout, socket_connect_timeout=timeout,
                    retry=Retry(NoBackoff(), 0),
                    health_check_interval=0, socket_keepalive=True)
@@ -166,8 +171,6 @@ class BrokerMonitor:
             raise ConnectionError("PING was not answered with PONG")
 
     def _kombu_connect(self) -> None:
-        from kombu import Connection
-
         with Connection(self.url, connect_timeout=self.timeout,
                         transport_options={"max_retries": 0}) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
@@ -180,3 +183,23 @@ class BrokerMonitor:
                 client.close()
             except Exception:
                 pass
+
+
+_shared: dict[str, BrokerMonitor] = {}
+_shared_pid: int | None = None
+_shared_lock = threading.Lock()
+
+
+def monitor_for(url: str | None) -> BrokerMonitor:
+    """This process's one monitor for `url` (rebuilt after a fork: a redis client must
+    not be shared with a parent)."""
+    global _shared_pid
+    key = url or ""
+    with _shared_lock:
+        if _shared_pid != os.getpid():
+            _shared.clear()
+            _shared_pid = os.getpid()
+        monitor = _shared.get(key)
+        if monitor is None:
+            monitor = _shared[key] = BrokerMonitor(url, timeout=0.5)
+        return monitor
