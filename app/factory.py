@@ -19,6 +19,7 @@ from app.auth import init_app as init_auth
 from app.cli.cards import cards_cli
 from app.db.cli import db_cli
 from app.jobs.api import init_app as init_jobs
+from app.profiles import init_app as init_profiles
 from app.runtime.services import Runtime, attach
 from app.settings import Settings, load_settings
 from app.supervisor.api import init_app as init_supervisor
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_auth(app)
     init_supervisor(app, runtime.handle, after_purge=runtime.fail_purged_jobs)
     init_jobs(app, lambda: runtime.jobs)
+    init_profiles(app)
     metrics.init_app(app)
     openapi.init_app(app)
     init_web(app)

@@ -319,7 +319,11 @@ def _schemas() -> dict:
 
 
 def build_spec(settings: Settings) -> dict:
+    from app.openapi_pages import pages_paths
+
     paths = {**_auth_paths(), **_jobs_paths(settings), **_admin_paths(), **_other_paths()}
+    for path, operations in pages_paths().items():
+        paths[path] = {**paths.get(path, {}), **operations}
     return {
         "openapi": "3.0.3",
         "info": {

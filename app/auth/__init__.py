@@ -8,6 +8,7 @@ from flask import Flask
 from app.auth.api import THROTTLE_KEY, make_blueprint, make_throttle
 from app.auth.cli import users_cli
 from app.auth.decorators import admin_required
+from app.auth.setup import make_setup_blueprint
 from app.auth.users import User, UserError, UserStore
 from app.extensions import JWT_KEY, limiter
 from app.settings import SettingsError
@@ -31,6 +32,7 @@ def init_app(app: Flask) -> None:
 
     app.extensions[THROTTLE_KEY] = make_throttle(limiter(app), settings)
     app.register_blueprint(make_blueprint())
+    app.register_blueprint(make_setup_blueprint())
     app.cli.add_command(users_cli)
     bootstrap_admin(users, settings.ADMIN_USERNAME, settings.ADMIN_PASSWORD)
 

@@ -50,3 +50,14 @@ users = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.CheckConstraint("role IN ('admin', 'user')", name="users_role"),
 )
+
+# One saved printer profile per user (issue 10): the back-page offset the user measured
+# with a calibration sheet, and the paper their printer takes.
+printer_profiles = sa.Table(
+    "printer_profiles", metadata,
+    sa.Column("username", sa.Text, primary_key=True),
+    sa.Column("x", sa.Integer, nullable=False),
+    sa.Column("y", sa.Integer, nullable=False),
+    sa.Column("paper_size", sa.Text),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)

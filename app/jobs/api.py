@@ -14,7 +14,6 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
-from werkzeug.utils import secure_filename
 
 from app.cards.models import Options
 from app.celery_config import QUEUE_FOR_KIND
@@ -23,6 +22,7 @@ from app.jobs.engine import OffsetJobParams, SheetJobParams
 from app.jobs.fair_use import fair_use_checked  # fair use (issue 12)
 from app.jobs.job_services import ServicesProvider, provide_services, services
 from app.jobs.names import JOB_STATUSES
+from app.jobs.presentation import download_name, extra_view
 from app.jobs.store import Job, new_job_id
 from app.jobs.uploads import Staging, link_or_copy, present, save_images, save_pdf
 from app.jobs.validation import bad, calibration_params, integer, offset_params, sheet_params, text_field
@@ -36,8 +36,11 @@ MAX_LIST = 500
 
 def init_app(app, provider: ServicesProvider) -> None:
     """Register the blueprint; `provider` gives this process's JobServices."""
+    from app.jobs.actions_api import bp as actions_bp
+
     provide_services(app, provider)
     app.register_blueprint(bp)
+    app.register_blueprint(actions_bp)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -66,6 +69,7 @@ def job_view(job: Job) -> dict:
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "result_url": url_for("jobs_api.result", job_id=job.id) if ready else None,
+        **extra_view(job, ready=ready),
     }
 
 
@@ -100,6 +104,24 @@ def _create_and_dispatch(job_id: str, kind: str, params: Options) -> Job:
     return job
 
 
+def _printer_offset_if_asked(form) -> dict | None:
+    """The caller's saved printer offset (app.profiles) when `apply_profile` is true."""
+    from app.cards.errors import CardError
+    from app.cards.options import as_bool
+    from app.profiles import profiles
+
+    try:
+        wanted = as_bool(text_field(form, "apply_profile", default="false"), "apply_profile")
+    except CardError as exc:
+        raise bad(str(exc)) from None
+    if not wanted:
+        return None
+    profile = profiles(current_app).get(_caller()[0])
+    if profile is None:
+        raise bad("apply_profile: you have no saved printer profile yet", "no_profile")
+    return {"x": profile.x, "y": profile.y}
+
+
 def _settings():
     return current_app.config["SETTINGS"]
 
@@ -111,6 +133,7 @@ def _settings():
 def submit_sheets():
     settings = _settings()
     params = sheet_params(request.form)
+    printer_offset = _printer_offset_if_asked(request.form)
     fronts = present(request.files.getlist("fronts") + request.files.getlist("fronts[]"))
     backs = present(request.files.getlist("back"))
     doubles = present(request.files.getlist("double_sided")
@@ -143,7 +166,8 @@ def submit_sheets():
                  "double_sided": len(double_names)}
         staging.commit()
     return _accepted(_create_and_dispatch(job_id, "sheets",
-                                          SheetJobParams.parse(params, files=files)))
+                                          SheetJobParams.parse(
+        params, files=files, printer_offset=printer_offset)))
 
 
 @bp.post("/offset")
@@ -226,9 +250,8 @@ def result(job_id: str):
     path = _output_file(job)
     if path is None:
         raise APIError(410, "expired", "the result has been cleaned up; submit the job again")
-    label = secure_filename(str(job.params.get("name") or "")) or job.kind
     return send_file(path, mimetype="application/pdf", as_attachment=True,
-                     download_name=f"{label}-{job.id[:8]}.pdf", max_age=0)
+                     download_name=download_name(job), max_age=0)
 
 
 CUT_FILE_TYPES = {"svg": "image/svg+xml", "dxf": "application/dxf"}

@@ -30,6 +30,9 @@ class SheetJobParams(SheetOptions):
     """A sheets job: its sheet options and, for the record, how many files were uploaded."""
 
     files: dict[str, int] | None = None
+    # The owner's saved printer profile, when the submission asked for it: the back pages
+    # of the new PDF are shifted by it (issue 10).
+    printer_offset: OffsetOptions | None = None
 
 
 class OffsetJobParams(OffsetOptions):
@@ -48,9 +51,11 @@ class JobKind:
 
 
 def _summary(text: str, warnings: list[str]) -> str:
-    if warnings:
-        text += "; " + "; ".join(warnings)
-    return text[:1000]
+    """The summary line, then one line per group of warnings (the API splits them)."""
+    from app.jobs.warnings import group_warnings
+
+    lines = [text, *group_warnings(warnings)]
+    return "\n".join(line[:500] for line in lines[:20])[:2000]
 
 
 def _folder(path: Path) -> Path | None:
@@ -59,12 +64,32 @@ def _folder(path: Path) -> Path | None:
 
 def _sheets(inputs: Path, params: SheetJobParams, output: Path, progress: Progress,
             settings: Settings) -> str:
-    result = generate_sheets(
-        front_dir=inputs / "fronts", back_dir=_folder(inputs / "back"),
-        double_sided_dir=_folder(inputs / "double_sided"), output=output, options=params,
-        max_image_pixels=settings.MAX_IMAGE_PIXELS, progress=progress)
-    return _summary(f"{result.sheets} sheet(s), {result.pages} page(s), {result.cards} card(s)",
-                    list(result.warnings))
+    shift = params.printer_offset
+    target = output.with_name(f".{output.name}.unshifted") if shift else output
+    try:
+        result = generate_sheets(
+            front_dir=inputs / "fronts", back_dir=_folder(inputs / "back"),
+            double_sided_dir=_folder(inputs / "double_sided"), output=target,
+            options=params.model_copy(update={"printer_offset": None}),
+            max_image_pixels=settings.MAX_IMAGE_PIXELS,
+            progress=_scaled(progress, 0.0, 0.9 if shift else 1.0))
+        summary = f"{result.sheets} sheet(s), {result.pages} page(s), {result.cards} card(s)"
+        warnings = list(result.warnings)
+        if shift:
+            shifted = offset_pdf(input=target, output=output, x=shift.x, y=shift.y,
+                                 progress=_scaled(progress, 0.9, 1.0))
+            warnings += shifted.warnings
+            summary += f", back pages shifted by ({shift.x}, {shift.y}) px"
+    finally:
+        if shift:
+            target.unlink(missing_ok=True)
+    return _summary(summary, warnings)
+
+
+def _scaled(progress: Progress, start: float, end: float) -> Progress:
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(start + (end - start) * fraction, message)
 
 
 def _offset(inputs: Path, params: OffsetJobParams, output: Path, progress: Progress,

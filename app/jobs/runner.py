@@ -208,8 +208,17 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
                          message=f"{elapsed}: {summary}" if summary else elapsed):
         log.warning("job %s: finished by %s after losing its lease; result not recorded "
                     "(the run holding the lease records it)", job_id, runner)
+        _drop_output_of_failed(store, job_id, path)
         return {"job_id": job_id, "status": "running", "skipped": "lease_lost"}
     return {"job_id": job_id, "status": "succeeded", "output": path.name}
+
+
+def _drop_output_of_failed(store: JobStore, job_id: str, path: Path) -> None:
+    """A run that lost its lease to a failure (a cancel, say) leaves no PDF behind; one
+    that lost it to another run leaves the file alone (that run writes the same path)."""
+    job = store.get(job_id)
+    if job is None or job.status == "failed":
+        path.unlink(missing_ok=True)
 
 
 def _unexpected(store: JobStore, job_id: str, token: str, exc: Exception,

@@ -7,6 +7,7 @@ import threading
 
 from flask import Flask
 
+from app.auth.setup import announce_first_run
 from app.runtime.hosting import Hosting
 from app.runtime.http import HttpServer
 from app.runtime.lifecycle import Notifier, NullNotifier
@@ -39,6 +40,7 @@ def serve(app: Flask, hosting: Hosting, http: HttpServer | None = None, *,
             return 0
         if http is not None:
             http.start()
+            announce_first_run(app)  # the page's URL, and the setup link while no user exists
         reporter = StatusReporter(runtime.handle, notifier)
         notifier.ready(reporter.last)
         reporter.start()

@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.settings import KNOWN_QUEUES
+from app.supervisor.logtail import DEFAULT_BYTES as LOG_DEFAULT_BYTES
+from app.supervisor.logtail import MAX_BYTES as LOG_MAX_BYTES
 
 QueueName = Literal[KNOWN_QUEUES]  # type: ignore[valid-type]
 MAX_CONCURRENCY = 64
@@ -64,6 +66,11 @@ class PurgeArgs(AdminArgs):
 
 class QueueArgs(AdminArgs):
     queue: str
+
+
+class LogTailArgs(AdminArgs):
+    worker: Annotated[str, Field(min_length=1, max_length=200)]
+    max_bytes: Annotated[int, Field(ge=1, le=LOG_MAX_BYTES)] = LOG_DEFAULT_BYTES
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,9 @@ ADMIN_OPS: dict[str, AdminOp] = {op.name: op for op in (
     AdminOp("stats", "Celery worker statistics", answer_keys=("workers",)),
     AdminOp("purge", "Empty only the named queues", PurgeArgs, http="POST",
             answer_keys=("purged",), answer_schema="Purged"),
+    AdminOp("log_tail", "The end of one worker's own log file (bounded, like supervisord's"
+            " tail)", LogTailArgs, http="POST",
+            answer_keys=("worker", "size", "offset", "truncated", "text"), reply_timeout_s=10.0),
     AdminOp("worker_available", "Whether a live worker consumes the queue", QueueArgs,
             http=None, reply_timeout_s=5.0, during_boot=True),
 )}

@@ -24,6 +24,7 @@ from app.supervisor.errors import SupervisorError
 log = logging.getLogger(__name__)
 MAX_LINE = 1 << 20
 ERROR_TYPES = {cls.__name__: cls for cls in (sup_errors.InvalidRequest,
+                                             sup_errors.NotFound,
                                              sup_errors.BrokerUnavailable,
                                              sup_errors.ManagerUnavailable,
                                              sup_errors.SupervisorError)}

@@ -21,6 +21,12 @@ class InvalidRequest(SupervisorError):
     code = "invalid_request"
 
 
+class NotFound(SupervisorError):
+    """The caller named something the manager does not have (a worker, its log)."""
+    http_status = 404
+    code = "not_found"
+
+
 class ManagerUnavailable(SupervisorError):
     """No manager runs for this instance folder (START_CELERY_WORKER is off or it died)."""
     http_status = 503

@@ -33,6 +33,8 @@ from app.supervisor.errors import InvalidRequest, ManagerUnavailable
 from app.supervisor.fleet import KILL_WAIT, QUIT_GRACE, STALL_STOP_TIMEOUT, Fleet
 from app.supervisor.hooks import HookThread, after_worker_lost
 from app.supervisor.loop import CommandLoop
+from app.supervisor.logtail import DEFAULT_BYTES as LOG_TAIL_BYTES
+from app.supervisor.logtail import worker_log_tail
 from app.supervisor.pidfile import StateFile
 from app.supervisor.plan import WorkerPlan
 from app.supervisor.prober import BrokerChanged, PingRound, Prober, Stalled
@@ -260,6 +262,10 @@ class CeleryWorkerManager:
         targets = list(self._snap["queues"]) if queues is None else list(_parsed(queues))
         self._require_broker()
         return {"purged": self._client("scm-broker-client").purge(targets)}
+
+    def log_tail(self, worker, max_bytes=LOG_TAIL_BYTES) -> dict:
+        """The end of one of this manager's workers' own log file (app.supervisor.logtail)."""
+        return worker_log_tail(self.settings, self.status(), worker, max_bytes)
 
     # ======================================================================
     # the manager thread

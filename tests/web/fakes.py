@@ -84,5 +84,9 @@ class FakeManager:
         self._record("purge", queues=queues)
         return {"purged": {name: 0 for name in queues}}
 
+    def log_tail(self, worker, max_bytes=16 * 1024):
+        self._record("log_tail", worker=worker, max_bytes=max_bytes)
+        return {"worker": worker, "size": 0, "offset": 0, "truncated": False, "text": ""}
+
     def worker_available(self, queue):
         return queue != "pdf_offset"

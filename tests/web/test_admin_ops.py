@@ -14,7 +14,8 @@ from app.supervisor.manager import CeleryWorkerManager
 from tests.web.fakes import FakeManager
 
 SAMPLE_ARGS = {"start": {"queues": ["default"]}, "purge": {"queues": ["default"]},
-               "restart": {"queue": "default"}, "worker_available": {"queue": "default"}}
+               "restart": {"queue": "default"}, "worker_available": {"queue": "default"},
+               "log_tail": {"worker": "default@host"}}
 
 
 @pytest.mark.parametrize("op", ADMIN_OPS.values(), ids=lambda op: op.name)

@@ -34,12 +34,15 @@ def test_page_and_assets(client):
     page = client.get("/")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    for needle in ('name="fronts"', 'name="back"', 'name="double_sided"', 'name="card_size"',
-                   'name="paper_size"', 'name="skip"', "login-form", "app.js"):
+    for needle in ('data-role="fronts"', 'data-role="back"', 'data-role="double_sided"',
+                   'name="card_size"', 'name="paper_size"', 'name="skip"', "login-form",
+                   "setup-form", "workshop.js"):
         assert needle in html
     assert "poker" in html and "archb" in html
-    script = client.get("/assets/app.js")
+    script = client.get("/assets/workshop.js")
     assert script.status_code == 200 and b"/api/jobs/sheets" in script.data
+    admin = client.get("/admin")
+    assert admin.status_code == 200 and "admin.js" in admin.get_data(as_text=True)
     assert client.get("/assets/app.css").status_code == 200
 
 

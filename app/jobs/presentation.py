@@ -1,0 +1,41 @@
+"""What the pages need of a job beyond its record: summary and warnings apart, whether it
+was cancelled, its thumbnails, and the file name its PDF downloads as."""
+from __future__ import annotations
+
+from flask import url_for
+from werkzeug.utils import secure_filename
+
+from app.jobs.actions import is_cancelled
+from app.jobs.store import Job
+
+
+def has_back_pages(job: Job) -> bool:
+    if job.kind == "sheets":
+        return not job.params.get("only_fronts")
+    return job.kind == "offset"
+
+
+def download_name(job: Job) -> str:
+    """The deck's label as the file name (`my-deck.pdf`); kind and id without one."""
+    label = secure_filename(str(job.params.get("name") or ""))
+    return f"{label}.pdf" if label else f"{job.kind}-{job.id[:8]}.pdf"
+
+
+def extra_view(job: Job, *, ready: bool) -> dict:
+    lines = (job.message or "").split("\n")
+    thumbnails = None
+    if ready:
+        thumbnails = {"front": url_for("jobs_actions.job_thumbnail", job_id=job.id,
+                                       side="front"),
+                      "back": url_for("jobs_actions.job_thumbnail", job_id=job.id, side="back")
+                      if has_back_pages(job) else None}
+    return {
+        "owner": job.owner,
+        "label": job.params.get("name"),
+        "summary": lines[0],
+        "warnings": [line for line in lines[1:] if line],
+        "cancelled": is_cancelled(job),
+        "thumbnails": thumbnails,
+        "download_name": download_name(job) if ready else None,
+        "printer_offset": job.params.get("printer_offset"),
+    }
