@@ -2,7 +2,7 @@
 actions, printer profiles, worker log tails, and the two pages. Merged by app.openapi."""
 from __future__ import annotations
 
-from app.openapi import (
+from app.openapi_parts import (
     AUTH_ERRORS,
     BEARER,
     _body_schema,

@@ -18,8 +18,6 @@ LONG_FUNCTIONS = {
     "openapi.py:_jobs_paths": "hand-written document being generated from the models by "
                               "branch `options` (issue 11, point 4)",
     "openapi.py:_schemas": "as _jobs_paths (branch `options`)",
-    "cards/placement.py:card_draws": "card engine, owned by branch `cards`; listed until "
-                                     "it is split there",
 }
 
 

@@ -6,7 +6,7 @@ from flask import Flask
 
 from app.profiles.store import PrinterProfile, ProfileStore
 
-__all__ = ["init_app", "PrinterProfile", "ProfileStore", "profiles"]
+__all__ = ["PrinterProfile", "ProfileStore", "init_app", "profiles"]
 
 STORE_KEY = "scm.profiles"
 

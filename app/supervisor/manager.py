@@ -32,9 +32,9 @@ from app.supervisor.commands import FleetCommands
 from app.supervisor.errors import InvalidRequest, ManagerUnavailable
 from app.supervisor.fleet import KILL_WAIT, QUIT_GRACE, STALL_STOP_TIMEOUT, Fleet
 from app.supervisor.hooks import HookThread, after_worker_lost
-from app.supervisor.loop import CommandLoop
 from app.supervisor.logtail import DEFAULT_BYTES as LOG_TAIL_BYTES
 from app.supervisor.logtail import worker_log_tail
+from app.supervisor.loop import CommandLoop
 from app.supervisor.pidfile import StateFile
 from app.supervisor.plan import WorkerPlan
 from app.supervisor.prober import BrokerChanged, PingRound, Prober, Stalled
