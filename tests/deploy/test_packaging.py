@@ -52,7 +52,7 @@ def test_console_scripts_are_installed(venv):
 def test_package_data_and_gunicorn_config_are_installed(venv):
     code = ("import app, pathlib; p = pathlib.Path(app.__file__).parent; "
             "print(p); assert (p / 'web/templates/index.html').exists(); "
-            "assert (p / 'web/static/app.js').exists()")
+            "assert (p / 'web/static/workshop.js').exists()")
     result = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=venv,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
