@@ -109,7 +109,7 @@ def test_finished_job_has_thumbnails_name_and_grouped_warnings(make_api):
     assert done["download_name"] == "Dragon_deck.pdf" and done["label"] == "Dragon deck"
     assert done["summary"].endswith("1 sheet(s), 2 page(s), 8 card(s)")
     assert len(done["warnings"]) == 1 and done["warnings"][0].startswith(
-        "2 images are stretched to fit the standard card")
+        "2 images differ from the standard card's aspect ratio")
     assert "front_dir" not in done["warnings"][0] and "wide/odd.png" in done["warnings"][0]
     for side in ("front", "back"):
         png = api.get(done["thumbnails"][side])
