@@ -24,7 +24,9 @@ def installed(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("console")
     source = base / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+    # Everything pyproject.toml packages: its files, the top-level modules, gunicorn.conf.py.
+    for name in ("pyproject.toml", "requirements.txt", "README.md", "gunicorn.conf.py",
+                 "celery_app.py", "celery_worker.py", "start_with_celery.py"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__"))
     venv = base / "venv"
