@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from app.runtime.http import GunicornChild
@@ -76,6 +78,24 @@ class GunicornBehindFront(GunicornChild):
         self.front = FrontProcess(self.settings, self.environment())
         self.front.start()
         super().start()
+        # start() promises a listening server: gunicorn's readiness says nothing of the
+        # front's, and systemd's READY=1 follows this call.
+        self._wait_front_listening(self.front, timeout=30.0)
+
+    def _wait_front_listening(self, front: FrontProcess, timeout: float) -> None:
+        host = self.settings.HOST
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if front.poll() is not None:
+                raise RuntimeError(f"the HTTP front exited with code {front.poll()}")
+            try:
+                socket.create_connection((host, self.settings.PORT), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"the HTTP front did not listen on {host}:{self.settings.PORT} "
+                           f"within {timeout:.0f} s")
 
     def run_until(self, stop: threading.Event) -> int:
         while not stop.wait(0.5):
