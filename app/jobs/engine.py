@@ -51,10 +51,9 @@ class JobKind:
 
 
 def _summary(text: str, warnings: list[str]) -> str:
-    """The summary line, then one line per group of warnings (the API splits them)."""
-    from app.jobs.warnings import group_warnings
-
-    lines = [text, *group_warnings(warnings)]
+    """The summary line, then the engine's warnings: already one line per kind, with the
+    user's own file names (app.cards.notices). The API splits them."""
+    lines = [text, *(line for line in warnings if line.strip())]
     return "\n".join(line[:500] for line in lines[:20])[:2000]
 
 
