@@ -12,7 +12,7 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, overload
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -363,6 +363,12 @@ class Settings(BaseSettings):
         for folder in (self.INSTANCE_PATH, self.run_dir):
             if folder.stat().st_uid == os.getuid():
                 os.chmod(folder, 0o700)
+
+
+@overload
+def mask_url(url: str) -> str: ...
+@overload
+def mask_url(url: None) -> None: ...
 
 
 def mask_url(url: str | None) -> str | None:
