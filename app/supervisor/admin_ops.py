@@ -16,11 +16,10 @@ from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.settings import KNOWN_QUEUES
+from app.settings import KNOWN_QUEUES, QueueName
 from app.supervisor.logtail import DEFAULT_BYTES as LOG_DEFAULT_BYTES
 from app.supervisor.logtail import MAX_BYTES as LOG_MAX_BYTES
 
-QueueName = Literal[KNOWN_QUEUES]  # type: ignore[valid-type]
 MAX_CONCURRENCY = 64
 MAX_STOP_TIMEOUT = 600
 
