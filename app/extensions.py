@@ -86,8 +86,8 @@ def redis_storage_uri(broker_url: str | None) -> str | None:
     db = query.get("virtual_host") or query.get("db")
     # The password stays percent-encoded as given; redis-py unquotes it.
     userinfo, at, _host = parts.netloc.rpartition("@")
-    query = f"?{urlencode({'db': db})}" if db else ""
-    return f"redis+unix://{userinfo}{at}{parts.path}{query}"
+    suffix = f"?{urlencode({'db': db})}" if db else ""
+    return f"redis+unix://{userinfo}{at}{parts.path}{suffix}"
 
 
 def limiter(app: Flask | None = None) -> Limiter:

@@ -72,8 +72,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.getLogger("app").setLevel(settings.LOG_LEVEL.upper())
     if settings.TRUSTED_PROXIES:
         # Client addresses (login rate limit) come from the proxies' X-Forwarded-For.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXIES,
-                                x_proto=settings.TRUSTED_PROXIES)
+        # (Flask documents wrapping wsgi_app for middleware; its stubs type it as a method)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES)
 
     # Each package wires itself; none of these starts anything.
     runtime = attach(app, Runtime(settings))

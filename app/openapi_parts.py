@@ -23,7 +23,7 @@ AUTH_ERRORS = {
 }
 ADMIN_ERRORS = {**AUTH_ERRORS, "403": _error("the caller is not an admin")}
 MANAGER_ERRORS = {"503": _error("no manager runs, or the broker did not answer")}
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 # --- schemas from models ----------------------------------------------------------------

@@ -71,4 +71,5 @@ class SecurityHeaders:
 
 def init_app(app: Flask) -> None:
     """Call last in the factory: it must wrap every other WSGI layer."""
-    app.wsgi_app = SecurityHeaders(app.wsgi_app)
+    # Flask documents wrapping wsgi_app for middleware; its stubs type it as a method.
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]

@@ -12,7 +12,7 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, overload
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -20,7 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.strength import password_problem, secret_problem
 
-KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
+QueueName = Literal["pdf_generation", "pdf_offset", "default"]
+KNOWN_QUEUES: tuple[str, ...] = get_args(QueueName)
 # SQLAlchemy URL schemes the job store runs on (drivers installed by requirements.txt).
 SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
 # A placeholder people copy from examples; never accepted in production.
@@ -363,6 +364,12 @@ class Settings(BaseSettings):
         for folder in (self.INSTANCE_PATH, self.run_dir):
             if folder.stat().st_uid == os.getuid():
                 os.chmod(folder, 0o700)
+
+
+@overload
+def mask_url(url: str) -> str: ...
+@overload
+def mask_url(url: None) -> None: ...
 
 
 def mask_url(url: str | None) -> str | None:

@@ -7,6 +7,9 @@ words, so the checks below refuse what a guesser tries first.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from zxcvbn import zxcvbn
 
 # zxcvbn's matchers are quadratic; it refuses longer input. Checking the first 72
@@ -21,7 +24,7 @@ MIN_PASSWORD_SCORE = 3
 APP_WORDS = ("silhouette", "card", "maker", "scm", "admin", "administrator")
 
 
-def _estimate(value: str, user_inputs=()) -> dict:
+def _estimate(value: str, user_inputs: Iterable[str] = ()) -> Mapping[str, Any]:
     return zxcvbn(value[:ZXCVBN_MAX_LENGTH], user_inputs=list(user_inputs),
                   max_length=ZXCVBN_MAX_LENGTH)
 

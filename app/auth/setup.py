@@ -58,7 +58,9 @@ class SetupToken:
 
     def matches(self, candidate: str) -> bool:
         expected = self.read()
-        return bool(expected) and hmac.compare_digest(expected.encode(), candidate.encode())
+        if not expected:
+            return False
+        return hmac.compare_digest(expected.encode(), candidate.encode())
 
     def consume(self) -> Path | None:
         """Atomically take the token out of play; the path to restore it from, or None
@@ -105,8 +107,9 @@ def _setup_body() -> tuple[str, str, str]:
     if not isinstance(body, dict):
         raise APIError(400, "invalid_body",
                        'expected a JSON object {"token", "username", "password"}')
-    values = [body.get(key) for key in ("token", "username", "password")]
-    if not all(isinstance(value, str) and value for value in values):
+    keys = ("token", "username", "password")
+    values = [value for value in (body.get(key) for key in keys) if isinstance(value, str) and value]
+    if len(values) != len(keys):
         raise APIError(400, "invalid_body", "token, username and password must be non-empty text")
     if len(values[0]) > MAX_TOKEN_CHARS:
         raise APIError(403, "invalid_setup_token", "the setup link is not valid")

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -33,9 +34,9 @@ def is_redis_url(url: str | None) -> bool:
     return bool(url) and urlsplit(url).scheme in REDIS_SCHEMES
 
 
-def redis_client_for(url: str, timeout: float):
+def redis_client_for(url: str, timeout: float) -> redis.Redis:
     """A redis-py client for a Celery/kombu Redis URL, failing fast (no retries)."""
-    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
                    "retry": Retry(NoBackoff(), 0),
                    "health_check_interval": 0, "socket_keepalive": True}
     parts = urlsplit(url)
@@ -65,7 +66,7 @@ class BrokerMonitor:
         self._last_error: str | None = None
         self._streak = 0                           # probes in a row that disagree with the state
         self._recovered: float | None = None       # wall clock of the last down -> up flip
-        self._client = None
+        self._client: redis.Redis | None = None
 
     # --- public -------------------------------------------------------------
     def is_up(self) -> bool:
@@ -166,15 +167,21 @@ class BrokerMonitor:
 
     def _redis_ping(self) -> None:
         if self._client is None:
-            self._client = redis_client_for(self.url, self.timeout)
+            self._client = redis_client_for(self._configured_url(), self.timeout)
         if not self._client.ping():
             raise ConnectionError("PING was not answered with PONG")
 
     def _kombu_connect(self) -> None:
-        with Connection(self.url, connect_timeout=self.timeout,
+        with Connection(self._configured_url(), connect_timeout=self.timeout,
                         transport_options={"max_retries": 0}) as conn:
+            # The stub says int; kombu adds it to time() (retry_over_time): seconds, 0.5 too.
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
-                                   timeout=self.timeout)
+                                   timeout=self.timeout)  # type: ignore[arg-type]
+
+    def _configured_url(self) -> str:
+        if not self.url:  # _probe_once probes only a configured broker
+            raise ConnectionError("no broker configured")
+        return self.url
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None

@@ -88,7 +88,10 @@ def edges_of(pixels: np.ndarray, key: EdgeKey, original: tuple[int, int]) -> Edg
 
     def colour(row: int, col: int) -> tuple[int, int, int]:
         value = pixels[row, col]
-        return (int(value),) * 3 if grey else tuple(int(v) for v in value)
+        if grey:
+            return (int(value),) * 3
+        red, green, blue = (int(v) for v in value)  # H x W x 3: one sample per channel
+        return red, green, blue
 
     return Edges(
         box=box,

@@ -247,7 +247,8 @@ def _check_png_stream(data: bytes, png: _PngLayout, name: str) -> None:
             produced += len(inflater.decompress(data[offset:offset + length], expected + 1 - produced))
             if produced > expected or inflater.unconsumed_tail:
                 raise damaged
-    except zlib_ng.error:
+    # zlib_ng's stub declares `error` as an Exception instance; it is the exception class
+    except zlib_ng.error:  # type: ignore[misc]
         raise damaged from None
     if not inflater.eof or produced != expected or inflater.unused_data:
         raise damaged
@@ -256,7 +257,7 @@ def _check_png_stream(data: bytes, png: _PngLayout, name: str) -> None:
 def _decoded_pixels(data: bytes, orientation: int) -> np.ndarray:
     """Upright pixels of a pass-through file. Decoding all of it is the integrity check:
     Pillow refuses truncated or corrupt entropy-coded / deflate data."""
-    im = Image.open(io.BytesIO(data), formats=("PNG", "JPEG"))
+    im: Image.Image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG"))
     im.load()
     if orientation != 1:
         im = ImageOps.exif_transpose(im) or im
@@ -282,7 +283,7 @@ def _downsample_size(upright: tuple[int, int], demands: list[Demand]) -> tuple[i
 
 
 def _decode(data, name, upright, target, quality, spool) -> tuple[PreparedImage, np.ndarray]:
-    im = Image.open(io.BytesIO(data), formats=FORMATS)
+    im: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
     if target is not None and im.format == "JPEG":
         # DCT scaling: decode straight at 1/2, 1/4 or 1/8 size when that still covers the target.
         wanted = target if _orientation(im) < 5 else target[::-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NotRequired, TypedDict
 
 from app.cards.errors import CardError
 
@@ -25,6 +26,14 @@ CARD_SIZES: dict[str, tuple[int, int]] = {
     "domino_square": (524, 524),
 }
 
+
+class _PaperSpec(TypedDict):
+    page: tuple[int, int]
+    label: tuple[int, int]
+    label_align: NotRequired[str]
+    marks: tuple[tuple[float, float, float, float], ...]
+
+
 # Label: the text's right end (x) and its ascender line (y). The original derives them
 # from the layout file's width/height, not the page (spec §6). Tabloid is the exception:
 # the original puts its label off the page, and the spot the spec suggests instead
@@ -32,7 +41,7 @@ CARD_SIZES: dict[str, tuple[int, int]] = {
 # L mark, so there the label starts 180 px from the left edge in the corner without a mark.
 # Marks: the measured rectangles of spec §3.3 (square, then each L as two bars),
 # as [x0, y0, x1, y1] in continuous pixel coordinates.
-_PAPERS = {
+_PAPERS: dict[str, _PaperSpec] = {
     "letter": {
         "page": (3300, 2550),
         "label": (3120, 2410),

@@ -12,7 +12,7 @@ module when they are first called.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from pydantic import (
@@ -84,11 +84,18 @@ def _before(check, *args):
     return BeforeValidator(lambda value: _engine(check, value, *args))
 
 
-def _ranged(low: int, high: int, check=check_range):
+# The aliases below write their Annotated[...] out, with helpers for the metadata only:
+# an Annotated a function returns is a value to type checkers, not a type.
+def _limits(bounds: tuple[int, int]) -> Any:
     # The constraints come first so that the JSON schema shows them as minimum/maximum;
-    # the engine's check runs before them and gives the error message.
-    return Annotated[int, Field(ge=low, le=high),
-                     BeforeValidator(lambda v, info: _engine(check, v, info.field_name, low, high))]
+    # the engine's check (_range_check) runs before them and gives the error message.
+    low, high = bounds
+    return Field(ge=low, le=high)
+
+
+def _range_check(bounds: tuple[int, int], check: Callable[..., int] = check_range) -> BeforeValidator:
+    low, high = bounds
+    return BeforeValidator(lambda v, info: _engine(check, v, info.field_name, low, high))
 
 
 def _size_name(value: Any, names: Mapping, kind: str) -> str:
@@ -101,9 +108,8 @@ def _size_name(value: Any, names: Mapping, kind: str) -> str:
     return name
 
 
-def _names(names: Mapping, kind: str):
-    return Annotated[str, _before(_size_name, names, kind),
-                     Field(json_schema_extra={"enum": list(names)})]
+def _enum(names: Mapping) -> Any:
+    return Field(json_schema_extra={"enum": list(names)})
 
 
 def _offset_px(value, axis: str, low: int, high: int) -> int:
@@ -119,13 +125,17 @@ def _crop_text(value) -> str | None:
     return value.strip()
 
 
-PaperSize = _names(PAPERS, "paper")
-CardSize = _names(CARD_SIZES, "card")
-OffsetPx = _ranged(-MAX_OFFSET_PX, MAX_OFFSET_PX, check=_offset_px)
-Ppi = _ranged(*PPI_RANGE)
-Quality = _ranged(*QUALITY_RANGE)
+_OFFSET_RANGE = (-MAX_OFFSET_PX, MAX_OFFSET_PX)
 # The per-card limit is checked against the chosen card; this is the largest of them.
-ExtendCorners = _ranged(0, max(extend_corners_limit(*size) for size in CARD_SIZES.values()))
+_EXTEND_CORNERS_RANGE = (0, max(extend_corners_limit(*size) for size in CARD_SIZES.values()))
+
+PaperSize = Annotated[str, _before(_size_name, PAPERS, "paper"), _enum(PAPERS)]
+CardSize = Annotated[str, _before(_size_name, CARD_SIZES, "card"), _enum(CARD_SIZES)]
+OffsetPx = Annotated[int, _limits(_OFFSET_RANGE), _range_check(_OFFSET_RANGE, _offset_px)]
+Ppi = Annotated[int, _limits(PPI_RANGE), _range_check(PPI_RANGE)]
+Quality = Annotated[int, _limits(QUALITY_RANGE), _range_check(QUALITY_RANGE)]
+ExtendCorners = Annotated[int, _limits(_EXTEND_CORNERS_RANGE),
+                          _range_check(_EXTEND_CORNERS_RANGE)]
 
 
 class Options(BaseModel):

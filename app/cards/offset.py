@@ -17,6 +17,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Literal, cast, overload
 
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
@@ -27,6 +28,7 @@ from pypdf.generic import (
     IndirectObject,
     NameObject,
     NumberObject,
+    PdfObject,
     StreamObject,
 )
 
@@ -74,7 +76,8 @@ def offset_pdf(*, input, output, x, y, progress: ProgressCallback | None = None)
         reader = _open(fh, label, strict=True) if prev is not None else None
         # An incremental update keeps the original bytes: a file with active content
         # is rewritten in full instead, with it removed.
-        if reader is not None and not reader.is_encrypted and not _has_active_content(reader):
+        if reader is not None and prev is not None and not reader.is_encrypted \
+                and not _has_active_content(reader):
             roles, note = _page_roles(reader, label)
             shifted = _back_pages(roles, x, y)
             try:
@@ -86,11 +89,11 @@ def offset_pdf(*, input, output, x, y, progress: ProgressCallback | None = None)
                 fh, CountingWriter(out, size, to_file), reader, prev, pages, shift))
         else:
             # Encrypted, damaged or with xref streams: let pypdf write a new file.
-            reader = _open(fh, label, strict=False)
-            roles, note = _page_roles(reader, label)
+            lenient = _open(fh, label, strict=False)
+            roles, note = _page_roles(lenient, label)
             shifted = _back_pages(roles, x, y)
             try:
-                writer = PdfWriter(clone_from=reader)
+                writer = PdfWriter(clone_from=lenient)
                 removed = active_content(writer.root_object, writer.pages, remove=True)
                 if removed:
                     _drop_unreferenced(writer)
@@ -100,11 +103,19 @@ def offset_pdf(*, input, output, x, y, progress: ProgressCallback | None = None)
             except _READ_ERRORS as exc:
                 raise CardError(f"{label}: not a readable PDF ({_reason(exc)})") from None
             report(0.1, f"Shifting {len(shifted)} back pages")
-            write_atomically(output, lambda out: writer.write(CountingWriter(out, size, to_file)))
+            # pypdf needs only write() and tell() of its stream; it annotates it as an IO.
+            write_atomically(output, lambda out: writer.write(
+                cast(IO[bytes], CountingWriter(out, size, to_file))))
     if note:
         warnings.append(note)
     report(1.0, "Done")
     return OffsetResult(Path(output), len(roles), shifted, warnings)
+
+
+@overload
+def _open(fh, label: str, *, strict: Literal[True]) -> PdfReader | None: ...
+@overload
+def _open(fh, label: str, *, strict: Literal[False]) -> PdfReader: ...
 
 
 def _open(fh, label: str, *, strict: bool) -> PdfReader | None:
@@ -221,9 +232,12 @@ def _append_update(src, out, reader: PdfReader, prev: int, pages: dict, shift) -
     if src.read(1) not in (b"\n", b"\r"):
         out.write(b"\n")
 
-    size = int(reader.trailer["/Size"])
+    declared_size = reader.trailer["/Size"]
+    if not isinstance(declared_size, int):  # a NumberObject in a file strict parsing read
+        raise ValueError(f"the trailer's /Size is not a number: {declared_size!r}")
+    size = int(declared_size)
     before, after = _translation(*shift)
-    objects: dict[tuple[int, int], object] = {(size, 0): before, (size + 1, 0): after}
+    objects: dict[tuple[int, int], PdfObject] = {(size, 0): before, (size + 1, 0): after}
     wrap = [IndirectObject(size, 0, reader), IndirectObject(size + 1, 0, reader)]
     for entry in pages.values():
         if entry is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pypdf import PdfWriter
+from pypdf.constants import PageLabelStyle
 from pypdf.generic import (
     DecodedStreamObject,
     DictionaryObject,
@@ -196,7 +197,8 @@ class SheetWriter:
         for index, role in enumerate(self.roles):
             counts[role] += 1
             prefix = FRONT_PREFIX if role == "front" else BACK_PREFIX
-            self._writer.set_page_label(index, index, style="/D", prefix=prefix, start=counts[role])
+            self._writer.set_page_label(index, index, style=PageLabelStyle.DECIMAL, prefix=prefix,
+                                        start=counts[role])
 
     def _register(self, obj) -> IndirectObject:
         # pypdf's way to add an indirect object; it has no public alias.

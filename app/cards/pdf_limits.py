@@ -55,7 +55,10 @@ def quick_check(path: Path, label: str) -> int:
     reader = PdfReader(path, strict=False)
     if reader.is_encrypted:
         raise CardError(f"{label} is encrypted; upload an unprotected PDF")
-    count = reader.trailer["/Root"]["/Pages"].get("/Count")
+    pages = reader.root_object["/Pages"]
+    if not isinstance(pages, dict):  # a DictionaryObject in any PDF with pages
+        raise CardError(f"{label} is not a readable PDF (no page tree)")
+    count = pages.get("/Count")
     count = int(count) if count is not None else 0
     check_page_count(count, label)
     return count

@@ -20,6 +20,8 @@ from app.cards.placement import FillPiece, Slot, card_draws, rect_pt
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
 
 if TYPE_CHECKING:
+    from pypdf.generic import IndirectObject
+
     from app.cards.models import SheetOptions
 
 FRONT, BACK = "front", "back"
@@ -285,7 +287,7 @@ def _lay_out(writer: SheetWriter, pages: list[PagePlan], images: dict[CardRef, P
     for number, page in enumerate(pages, start=1):
         content = Content()
         draw_marks(content, paper)
-        used: dict[str, object] = {}
+        used: dict[str, IndirectObject] = {}
         for placement in page.placements:       # slot order: later slots win overlaps
             image = images[placement.card]
             edges = image.edges[_edge_key(layout, placement, crop, extend)]
@@ -313,7 +315,7 @@ class _ImageObjects:
     def __init__(self, writer: SheetWriter):
         self._writer = writer
         self._names: dict[tuple, str] = {}
-        self.refs: dict[str, object] = {}
+        self.refs: dict[str, IndirectObject] = {}
         self.cards: dict[str, PreparedImage] = {}
 
     def name(self, image: PreparedImage, edges: Edges, piece: str) -> str:

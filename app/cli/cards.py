@@ -30,5 +30,6 @@ def _max_pixels() -> int:
 cards_cli = _Group("cards", help=HELP)
 for _command in make_commands(_max_pixels):
     # Flask's own commands run inside the app context; added ones must ask for it.
-    _command.callback = with_appcontext(_command.callback)
+    if _command.callback is not None:  # (a command made from a function has one)
+        _command.callback = with_appcontext(_command.callback)
     cards_cli.add_command(_command)

@@ -19,6 +19,7 @@ import fcntl
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -46,7 +47,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 @functools.cache
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # the package ships its migrations; none means a broken install
+        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -104,8 +108,8 @@ def _file_lock(database: str | None):
         os.close(fd)
 
 
-def history() -> list[tuple[str, str | None, str]]:
-    """(revision, down revision, title), newest first."""
+def history() -> list[tuple[str, str | Sequence[str] | None, str]]:
+    """(revision, down revision(s: a merge has several), title), newest first."""
     script = ScriptDirectory.from_config(alembic_config())
     return [(rev.revision, rev.down_revision, rev.doc or "")
             for rev in script.walk_revisions()]

@@ -98,12 +98,15 @@ class GunicornBehindFront(GunicornChild):
                            f"within {timeout:.0f} s")
 
     def run_until(self, stop: threading.Event) -> int:
+        proc, front = self.started(), self.front
+        if front is None:
+            raise RuntimeError("the HTTP front has not been started")
         while not stop.wait(0.5):
-            if self.proc.poll() is not None:
-                log.error("gunicorn exited with code %s; stopping", self.proc.returncode)
+            if proc.poll() is not None:
+                log.error("gunicorn exited with code %s; stopping", proc.returncode)
                 return 1
-            if self.front.poll() is not None:
-                log.error("the HTTP front exited with code %s; stopping", self.front.poll())
+            if front.poll() is not None:
+                log.error("the HTTP front exited with code %s; stopping", front.poll())
                 return 1
         return 0
 

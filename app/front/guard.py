@@ -21,7 +21,7 @@ import logging
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import h11
 
@@ -145,7 +145,7 @@ class ClientSide:
             return None
         return event
 
-    async def body(self, request: h11.Request) -> tuple[BinaryIO, int]:
+    async def body(self, request: h11.Request) -> tuple[IO[bytes], int]:
         """The whole body, spooled (memory, then a private temp file), and its size."""
         limits = self.limits
         declared = dict(request.headers).get(b"content-length")

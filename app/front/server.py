@@ -43,7 +43,8 @@ class FrontServer:
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting; drop idle connections; let requests in flight finish."""
-        self.server.close()
+        if self.server is not None:  # None: start() never ran
+            self.server.close()
         for task in list(self.idle):
             task.cancel()
         pending = list(self.busy | self.idle)

@@ -48,9 +48,10 @@ class JobActions:
             if stopped:
                 self._revoke(job, terminate=job.status == "running")
                 return True
-            job = self.store.get(job.id)
-            if job is None:
+            current = self.store.get(job.id)
+            if current is None:
                 return False
+            job = current
         return False
 
     def delete(self, job: Job) -> None:

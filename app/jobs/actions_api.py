@@ -28,7 +28,10 @@ def cancel(job_id: str):
     job = _visible_job(job_id)
     if not _actions().cancel(job):
         raise APIError(409, "already_finished", f"the job has {job.status} already")
-    return jsonify(job_view(services(current_app).store.get(job.id)))
+    cancelled = services(current_app).store.get(job.id)
+    if cancelled is None:  # a DELETE of the same job won the race
+        raise APIError(404, "not_found", "no such job")
+    return jsonify(job_view(cancelled))
 
 
 @bp.delete("/<job_id>")

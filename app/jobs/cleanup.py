@@ -82,10 +82,10 @@ def cleanup_expired(settings: Settings, store: JobStore, *, now: float | None = 
             job_id = name[:-4] if name.endswith(".pdf") else name
             candidates.setdefault(job_id, []).append(entry)
     live = store.known_ids(candidates)
-    for job_id, paths in candidates.items():
+    for job_id, orphan_paths in candidates.items():
         if job_id in live:
             continue  # a job still queued/running (or finished recently) keeps its files
-        for path in paths:
+        for path in orphan_paths:
             if _remove(path):
                 counts["orphans"] += 1
     if any(counts.values()):

@@ -128,16 +128,16 @@ class Dispatcher:
             return None
 
     def submit(self, job: Job | str) -> str:
-        job = self.store.get(job) if isinstance(job, str) else job
-        if job is None:
+        record = self.store.get(job) if isinstance(job, str) else job
+        if record is None:
             raise LookupError("no such job")
-        if job.status != "queued":  # running or finished: sending it again is pointless
-            return job.mode or "threads"
-        if job.mode is None and not self.fair_queue.may_dispatch(job):  # issue 12
+        if record.status != "queued":  # running or finished: sending it again is pointless
+            return record.mode or "threads"
+        if record.mode is None and not self.fair_queue.may_dispatch(record):  # issue 12
             return "held"  # queued, no mode: release_held() sends it when a slot frees
-        if self.celery_usable(job.queue) and self._send_to_celery(job):
+        if self.celery_usable(record.queue) and self._send_to_celery(record):
             return "celery"
-        self._send_to_threads(job)
+        self._send_to_threads(record)
         return "threads"
 
     def release_held(self) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 
@@ -41,13 +42,16 @@ class OffsetJobParams(OffsetOptions):
     source_job_id: str | None = Field(None, max_length=64)
 
 
+P = TypeVar("P", bound=Options)
+
+
 @dataclass(frozen=True)
-class JobKind:
+class JobKind(Generic[P]):
     """`make(inputs, params, output, progress, settings)` writes `output` and returns a
     one-line summary for the job's message; `inputs` is the job's upload folder."""
 
-    params: type[Options]
-    make: Callable[[Path, Options, Path, Progress, Settings], str]
+    params: type[P]
+    make: Callable[[Path, P, Path, Progress, Settings], str]
 
 
 def _summary(text: str, warnings: list[str]) -> str:
@@ -107,7 +111,7 @@ def _calibration(inputs: Path, params: CalibrationOptions, output: Path, progres
     return f"calibration sheet for {params.paper_size}"
 
 
-KINDS: dict[str, JobKind] = {
+KINDS: dict[str, JobKind[Any]] = {
     "sheets": JobKind(SheetJobParams, _sheets),
     "offset": JobKind(OffsetJobParams, _offset),
     "calibration": JobKind(CalibrationOptions, _calibration),

@@ -170,7 +170,7 @@ class Reconciler:
                     taken = broker_queues.take_back(self.dispatcher.celery, queue, ids)
                 except Exception as exc:
                     log.info("reconciler: cannot take messages back from %s (%s)", queue, exc)
-            moved = [self._resend(job) for job in jobs]
+            moved = self._resend_all(jobs)
         log.warning("queue %s had no live consumer for %.0fs: %d queued job(s) re-sent "
                     "(%d message(s) taken back from the broker)", queue, self.drain_after,
                     len(moved), len(taken & {job.id for job in jobs}))
@@ -209,6 +209,10 @@ class Reconciler:
         log.info("re-dispatched job %s to %s", job.id, mode)
         return job.id
 
+    def _resend_all(self, jobs: Iterable[Job]) -> list[str]:
+        """The ids of those of `jobs` re-sent: a held one (issue 12) is not among them."""
+        return [job_id for job in jobs if (job_id := self._resend(job)) is not None]
+
     def _resend_stale(self, stale_before: float) -> list[str]:
         """Running jobs whose holder stopped heartbeating, or whose process is gone."""
         sent = []
@@ -224,7 +228,7 @@ class Reconciler:
                                        fail="the job exceeded its time limit")
             elif self.store.break_lease(job.id, lease=job.lease,
                                         message="requeued: its runner stopped responding"):
-                sent.append(self._resend(job))
+                sent.extend(self._resend_all([job]))
         return sent
 
     def _over_time_limit(self, job: Job) -> bool:
@@ -246,8 +250,8 @@ class Reconciler:
             # Broker down. Waiting is right for a short outage; after the grace period
             # the job runs in threads (a copy that comes back later finds it done).
             cutoff = min(published_before, snapshot_at - self.outage_grace)
-            return [self._resend(job) for job in
-                    self.store.queued_celery(published_before=cutoff, queue=queue)]
+            return self._resend_all(
+                self.store.queued_celery(published_before=cutoff, queue=queue))
         # Read the store *after* the broker: a job published before `snapshot_at` was
         # then either in a queue list or already taken by a worker (see mark_published).
         candidates = [job for job in self.store.queued_celery(
@@ -258,8 +262,8 @@ class Reconciler:
         held = self._held_by_workers([job.task_id for job in candidates if job.task_id])
         if held is None:
             return []
-        return [self._resend(job) for job in candidates
-                if job.task_id not in held and self._still_queued(job)]
+        return self._resend_all(job for job in candidates
+                                if job.task_id not in held and self._still_queued(job))
 
     # --- after an administrator's purge -------------------------------------------------
     def fail_purged(self, queues: Iterable[str], *, purge_started: float,
@@ -360,7 +364,7 @@ class Reconciler:
                     pending.remove(job)
                     if self.store.break_lease(job.id, lease=job.lease,
                                               message=f"requeued: worker {worker_name} died"):
-                        sent.append(self._resend(job))
+                        sent.extend(self._resend_all([job]))
                 if not pending or time.monotonic() >= deadline:
                     break
                 time.sleep(0.05)
@@ -396,7 +400,7 @@ class Reconciler:
                 if job.status == "running" and not self.store.break_lease(
                         job.id, lease=job.lease, message="resumed after a restart"):
                     continue
-                sent.append(self._resend(job))
+                sent.extend(self._resend_all([job]))
         if sent:
             log.warning("resumed %d journaled job(s) from a previous run: %s", len(sent), sent)
         return sent

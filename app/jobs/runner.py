@@ -40,6 +40,9 @@ class JobFailed(Exception):
     """The job failed for good (bad input, card engine error); the message is for users."""
 
 
+_PERMANENT_FAILURES: tuple[type[BaseException], ...] = (JobFailed, *engine.USER_ERRORS)
+
+
 class TransientJobError(Exception):
     """A failure worth retrying (I/O, a locked database). The job was released to queued."""
 
@@ -174,17 +177,18 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
     store = store or store_for(settings.database_url)
     claim = store.claim(job_id, worker=runner, worker_node=worker_node or runner,
                         lease_seconds=lease_seconds, max_attempts=MAX_ATTEMPTS)
-    if claim.outcome == "busy" and holder_is_dead(claim.job.worker):
+    # (claim.job is None also when "busy": claim() ran out of rounds on a changing row)
+    if claim.outcome == "busy" and claim.job and holder_is_dead(claim.job.worker):
         # Its holder on this host is gone (a pool child killed by the OOM killer, say):
         # no need to wait for the lease to expire.
         if store.break_lease(job_id, lease=claim.job.lease,
                              message=f"requeued: {claim.job.worker} died"):
             claim = store.claim(job_id, worker=runner, worker_node=worker_node or runner,
                                 lease_seconds=lease_seconds, max_attempts=MAX_ATTEMPTS)
-    if claim.outcome != "claimed":
+    if claim.outcome != "claimed" or claim.job is None or claim.token is None:
         status = claim.job.status if claim.job else "missing"
         log.info("job %s not run by %s: %s (status %s)", job_id, runner, claim.outcome, status)
-        if claim.outcome == "exhausted":
+        if claim.outcome == "exhausted" and claim.job:
             return {"job_id": job_id, "status": "failed", "error": claim.job.error}
         return {"job_id": job_id, "status": status, "skipped": claim.outcome}
 
@@ -196,7 +200,7 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
         except LeaseLost:
             log.warning("job %s: lease lost by %s; another run owns it now", job_id, runner)
             return {"job_id": job_id, "status": "running", "skipped": "lease_lost"}
-        except (JobFailed, *engine.USER_ERRORS) as exc:
+        except _PERMANENT_FAILURES as exc:
             message = str(exc) or type(exc).__name__
             store.fail(job_id, token, message[:2000])
             return {"job_id": job_id, "status": "failed", "error": message}

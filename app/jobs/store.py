@@ -36,6 +36,7 @@ nothing. Timestamps are the writer's `time.time()`: hosts need synchronised cloc
 """
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 import time
@@ -346,18 +347,19 @@ class JobStore:
                                          heartbeat_at=now)) == 1
 
     # --- queries for the reconciler and cleanup ---------------------------------------
-    def running_jobs(self) -> list[Job]:
+    # (builtins.list: below JobStore.list, a bare `list` in an annotation names the method)
+    def running_jobs(self) -> builtins.list[Job]:
         return self._select(jobs.c.status == "running")
 
-    def running_on(self, worker_node: str) -> list[Job]:
+    def running_on(self, worker_node: str) -> builtins.list[Job]:
         return self._select(sa.and_(jobs.c.status == "running",
                                     jobs.c.worker_node == worker_node))
 
-    def stale_running(self, stale_before: float) -> list[Job]:
+    def stale_running(self, stale_before: float) -> builtins.list[Job]:
         return self._select(sa.and_(jobs.c.status == "running",
                                     jobs.c.heartbeat_at < stale_before))
 
-    def queued_celery(self, *, published_before: float, queue: str | None = None) -> list[Job]:
+    def queued_celery(self, *, published_before: float, queue: str | None = None) -> builtins.list[Job]:
         c = jobs.c
         where = sa.and_(c.status == "queued", c.mode == "celery",
                         c.dispatched_at < published_before)
@@ -365,7 +367,7 @@ class JobStore:
             where = sa.and_(where, c.queue == queue)
         return self._select(where)
 
-    def unpublished(self, *, stale_before: float) -> list[Job]:
+    def unpublished(self, *, stale_before: float) -> builtins.list[Job]:
         """Queued jobs nobody holds: never dispatched, or a Celery publish that did not
         complete (the web process died), or journal entries of a dead thread pool."""
         c = jobs.c
@@ -375,12 +377,12 @@ class JobStore:
                     c.heartbeat_at < stale_before),
             sa.and_(c.mode == "threads", c.heartbeat_at < stale_before))))
 
-    def journal(self) -> list[Job]:
+    def journal(self) -> builtins.list[Job]:
         """Thread-mode jobs that have not finished."""
         return self._select(sa.and_(jobs.c.mode == "threads",
                                     jobs.c.status.in_(("queued", "running"))))
 
-    def expired(self, finished_before: float) -> list[Job]:
+    def expired(self, finished_before: float) -> builtins.list[Job]:
         return self._select(sa.and_(jobs.c.status.in_(FINISHED),
                                     jobs.c.finished_at < finished_before))
 

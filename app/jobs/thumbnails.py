@@ -46,7 +46,8 @@ def thumbnail(settings: Settings, job_id: str, pdf: Path, side: str) -> Path:
 
 
 def _render(pdf: Path, index: int, target: Path) -> None:
-    import pypdfium2 as pdfium
+    # pypdfium2 ships neither type hints (py.typed) nor stubs
+    import pypdfium2 as pdfium  # type: ignore[import-untyped]
 
     document = pdfium.PdfDocument(str(pdf))
     try:

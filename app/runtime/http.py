@@ -16,7 +16,7 @@ from typing import Protocol
 
 from flask import Flask
 from werkzeug.debug import DebuggedApplication
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from app.settings import Settings
 
@@ -39,18 +39,17 @@ class DevServer:
         self.app = app
         self.settings = settings
         self.debug = debug
-        self._server = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        wsgi = self.app
         if self.debug:  # as app.run(debug=True): tracebacks in the browser
             self.app.debug = True
-            wsgi = DebuggedApplication(self.app, evalex=True)
-        self._server = make_server(self.settings.HOST, self.settings.PORT, wsgi,
-                                   threaded=True)
-        self._server.log_startup()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http",
+        wsgi = DebuggedApplication(self.app, evalex=True) if self.debug else self.app
+        server = self._server = make_server(self.settings.HOST, self.settings.PORT, wsgi,
+                                            threaded=True)
+        server.log_startup()
+        self._thread = threading.Thread(target=server.serve_forever, name="http",
                                         daemon=True)
         self._thread.start()
 
@@ -125,33 +124,41 @@ class GunicornChild:
     def start(self) -> None:
         read_end, write_end = os.pipe()
         try:
-            self.proc = subprocess.Popen(
+            proc = self.proc = subprocess.Popen(
                 self.command(), env={**self.environment(), READY_FD_ENV: str(write_end)},
                 pass_fds=(write_end,))
         finally:
             os.close(write_end)
         # SIGHUP: gunicorn reloads its workers gracefully (new code, same Celery workers).
-        signal.signal(signal.SIGHUP, lambda *_: self.proc.send_signal(signal.SIGHUP))
+        signal.signal(signal.SIGHUP, lambda *_: proc.send_signal(signal.SIGHUP))
         try:
             self._wait_ready(read_end)
         finally:
             os.close(read_end)
-        log.info("gunicorn (pid %d) serving http://%s:%d", self.proc.pid,
+        log.info("gunicorn (pid %d) serving http://%s:%d", proc.pid,
                  self.settings.HOST, self.settings.PORT)
 
     def _wait_ready(self, read_end: int) -> None:
         deadline = time.monotonic() + GUNICORN_READY_TIMEOUT
-        while self.proc.poll() is None and time.monotonic() < deadline:
+        proc = self.started()
+        while proc.poll() is None and time.monotonic() < deadline:
             readable, _, _ = select.select([read_end], [], [], 0.5)
             if readable:
                 return  # its byte, or EOF: it exited (run_until reports that)
 
     def run_until(self, stop: threading.Event) -> int:
+        proc = self.started()
         while not stop.wait(0.5):
-            if self.proc.poll() is not None:
-                log.error("gunicorn exited with code %s; stopping", self.proc.returncode)
+            if proc.poll() is not None:
+                log.error("gunicorn exited with code %s; stopping", proc.returncode)
                 return 1
         return 0
+
+    def started(self) -> subprocess.Popen:
+        """The gunicorn child start() made."""
+        if self.proc is None:
+            raise RuntimeError("gunicorn has not been started")
+        return self.proc
 
     def interrupt(self) -> None:
         pass

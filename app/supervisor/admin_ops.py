@@ -12,15 +12,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.settings import KNOWN_QUEUES
+from app.settings import KNOWN_QUEUES, QueueName
 from app.supervisor.logtail import DEFAULT_BYTES as LOG_DEFAULT_BYTES
 from app.supervisor.logtail import MAX_BYTES as LOG_MAX_BYTES
 
-QueueName = Literal[KNOWN_QUEUES]  # type: ignore[valid-type]
 MAX_CONCURRENCY = 64
 MAX_STOP_TIMEOUT = 600
 
@@ -115,8 +114,16 @@ class AdminOp:
         return float(given) + self.reply_timeout_s
 
 
-_STARTS = {"http": "POST", "answer_keys": STATUS_KEYS, "answer_schema": "Status",
-               "reply_timeout_s": 180.0}
+class _StartsOp(TypedDict):
+    """What start and restart share (typed, so `**_STARTS` is checked against AdminOp)."""
+    http: Literal["POST"]
+    answer_keys: tuple[str, ...]
+    answer_schema: str
+    reply_timeout_s: float
+
+
+_STARTS: _StartsOp = {"http": "POST", "answer_keys": STATUS_KEYS, "answer_schema": "Status",
+                      "reply_timeout_s": 180.0}
 ADMIN_OPS: dict[str, AdminOp] = {op.name: op for op in (
     AdminOp("start", "Start workers (clears FAILED)", StartArgs, **_STARTS),
     AdminOp("stop", "Stop workers warm, then kill after `timeout` s", StopArgs, http="POST",

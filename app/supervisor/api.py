@@ -36,7 +36,9 @@ def init_app(app: Flask, handle: ManagerHandle, *, after_purge: AfterPurge | Non
     app.extensions[AFTER_PURGE_KEY] = after_purge
     app.register_blueprint(bp)
     register_error_handlers(app)
-    app.wsgi_app = HealthProbe(app.wsgi_app, handle.health)
+    # Wrapping wsgi_app is how Flask documents adding WSGI middleware; its stubs type the
+    # attribute as a method.
+    app.wsgi_app = HealthProbe(app.wsgi_app, handle.health)  # type: ignore[method-assign]
 
 
 def manager_handle(app: Flask) -> ManagerHandle:
@@ -55,6 +57,7 @@ def _arguments(op: AdminOp) -> dict:
     # Per-request cap (Flask 3.1): also bounds chunked bodies without a Content-Length.
     request.max_content_length = MAX_BODY
     raw = request.get_data(cache=True)
+    data: object
     if not raw.strip():
         if op.body_required:
             raise APIError(400, "invalid_body", "a JSON object body is required")

@@ -33,18 +33,19 @@ class BrokerChoice:
         return self.embedded is not None and self.embedded.available
 
     def redis_answers(self) -> bool:
-        return self.embedded.answers(timeout=0.05)
+        return self.embedded is not None and self.embedded.answers(timeout=0.05)
 
     def boot(self, fleet, publish) -> None:
         """(Manager thread) Start the embedded Redis and wait until it answers."""
-        if not self.runs_redis:
+        embedded = self.embedded
+        if embedded is None or not embedded.available:  # not runs_redis
             return
         slot = fleet.add_redis()
         fleet.spawn(slot, "boot")
         publish()
-        if slot.alive and self.embedded.wait_ready(slot.proc, REDIS_BOOT_TIMEOUT):
+        if slot.alive and embedded.wait_ready(slot.process, REDIS_BOOT_TIMEOUT):
             fleet.mark_ready(slot)
-            log.info("embedded Redis runs on %s", self.embedded.socket_path)
+            log.info("embedded Redis runs on %s", embedded.socket_path)
         else:
             log.error("embedded Redis did not start: %s",
-                      self.embedded.log.tail(10) or "(no output)")
+                      embedded.log.tail(10) or "(no output)")

@@ -56,9 +56,9 @@ class FleetCommands:
                 else:
                     del fleet.slots[queue]
         for queue, size in sizes.items():
-            slot = fleet.slots.get(queue)
-            if slot is None:
-                slot = fleet.slots[queue] = fleet.new_slot(queue, size)
+            if queue not in fleet.slots:
+                fleet.slots[queue] = fleet.new_slot(queue, size)
+            slot = fleet.slots[queue]
             resized = slot.pool_size != size
             slot.pool_size = size
             slot.clear_failures()

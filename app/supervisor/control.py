@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.broker import BrokerClient, monitor_for
+from app.broker import BrokerClient, BrokerMonitor, monitor_for
 from app.settings import Settings, mask_url
 from app.supervisor import errors as sup_errors
 from app.supervisor.admin_ops import ADMIN_OPS, AdminOp
@@ -92,6 +92,10 @@ ManagerFactory = Callable[[Settings], Any]
 class ManagerHandle:
     """This process's way to the instance folder's one manager (owner, proxy or none)."""
 
+    # One method per ADMIN_OPS entry is added below the class (_forwarder); declared here
+    # are those the app calls by name.
+    purge: Callable[..., Any]
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.socket_path = socket_path(settings)
@@ -107,10 +111,10 @@ class ManagerHandle:
         self._on_opened: Callable[[Any], None] | None = None
         self._on_closing: Callable[[], None] | None = None
         self._takeover = False
-        self._broker = None
+        self._broker: BrokerMonitor | None = None
         self._started_at = time.time()
         self._health = _Cached(HEALTH_TTL, self._fetch_health)
-        self._control = None  # BrokerClient for the no-manager consumer check
+        self._control: BrokerClient | None = None  # for the no-manager consumer check
         self._consumers = _Cached(CONSUMERS_TTL, self._fetch_consumers)
 
     # --- role ------------------------------------------------------------
@@ -369,7 +373,7 @@ class ManagerHandle:
         self._consumers.clear()
 
     # --- no manager at all -------------------------------------------------
-    def _broker_monitor(self):
+    def _broker_monitor(self) -> BrokerMonitor | None:
         if self._broker is None and self.settings.broker_url:
             self._broker = monitor_for(self.settings.broker_url)
         return self._broker
@@ -407,7 +411,9 @@ def _forwarder(op: AdminOp) -> Callable:
         return self._call(op.name, **op.call_kwargs(*args, **kwargs))
     forward.__name__ = forward.__qualname__ = op.name
     forward.__doc__ = op.summary
-    forward.__signature__ = op.signature(method=True)
+    # inspect.signature() honours __signature__ (PEP 362); typeshed's function type
+    # does not declare the attribute.
+    forward.__signature__ = op.signature(method=True)  # type: ignore[attr-defined]
     return forward
 
 

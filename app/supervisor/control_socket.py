@@ -35,6 +35,8 @@ LocalCall = Callable[..., Any]
 class _Connection(socketserver.StreamRequestHandler):
     """One client connection: JSON request lines in, JSON answer lines out."""
 
+    server: ControlSocketServer
+
     def handle(self) -> None:
         if not self.server.peer_allowed(self.request):
             return
@@ -53,12 +55,13 @@ class ControlSocketServer(socketserver.ThreadingMixIn, socketserver.UnixStreamSe
     def __init__(self, path: Path, call: LocalCall):
         self.call = call
         self.uid = os.getuid()
-        super().__init__(str(path), _Connection)
+        self.path = str(path)
+        super().__init__(self.path, _Connection)
 
     def server_bind(self) -> None:
         super().server_bind()
         # The run directory is 0700 already; the socket itself is owner-only too.
-        os.chmod(self.server_address, 0o600)
+        os.chmod(self.path, 0o600)
 
     def peer_allowed(self, conn: socket.socket) -> bool:
         try:
@@ -111,4 +114,4 @@ def result_of(reply: bytes) -> Any:
     if answer.get("ok"):
         return answer.get("result")
     error = answer.get("error") or {}
-    raise ERROR_TYPES.get(error.get("type"), SupervisorError)(error.get("message", "error"))
+    raise ERROR_TYPES.get(error.get("type") or "", SupervisorError)(error.get("message", "error"))

@@ -150,7 +150,8 @@ class Fleet:
             self._schedule_spawn(slot, delay, "restart")
         elif after == "remove":
             slot.move("stopped")
-            self.slots.pop(slot.queue, None)
+            if slot.queue is not None:  # only worker slots (keyed by queue) are removed
+                self.slots.pop(slot.queue, None)
         elif after == FAILED:
             slot.move("give_up")
         else:
@@ -164,7 +165,7 @@ class Fleet:
         decision = slot.restart_for(reason, self.clock(), self.settings.CELERY_HEALTHY_AFTER)
         if decision.gives_up:
             log.error("%s is FAILED (next try in %.0fs): %s", slot.name,
-                      slot.retry_at - self.clock(), slot.last_error)
+                      slot.policy.cool_down(slot.failures), slot.last_error)
         elif slot.kind == "worker":  # the totals (health, metrics) count Celery workers
             self.totals[reason] = self.totals.get(reason, 0) + 1
         after = FAILED if decision.gives_up else "restart"
@@ -197,24 +198,24 @@ class Fleet:
         slot.move("stop")
         now = self.clock()
         if kill:
-            slot.proc.signal_group(signal.SIGKILL)
+            slot.process.signal_group(signal.SIGKILL)
             slot.stop_phase, slot.stop_deadline = "kill", now + KILL_WAIT
             return
-        slot.proc.signal(signal.SIGTERM)          # warm shutdown: running tasks finish
-        slot.proc.signal_group(signal.SIGCONT)    # a stopped process could not act on it
+        slot.process.signal(signal.SIGTERM)          # warm shutdown: running tasks finish
+        slot.process.signal_group(signal.SIGCONT)    # a stopped process could not act on it
         slot.stop_phase, slot.stop_deadline = "term", now + timeout
 
     def _escalate_stop(self, slot: WorkerSlot, now: float) -> None:
         if slot.stop_phase == "term":
             log.warning("%s did not stop within the timeout; cold shutdown (SIGQUIT)", slot.name)
-            slot.proc.signal(signal.SIGQUIT)
+            slot.process.signal(signal.SIGQUIT)
             slot.stop_phase, slot.stop_deadline = "quit", now + QUIT_GRACE
         elif slot.stop_phase == "quit":
             log.warning("%s ignored SIGQUIT; killing its process group", slot.name)
-            slot.proc.signal_group(signal.SIGKILL)
+            slot.process.signal_group(signal.SIGKILL)
             slot.stop_phase, slot.stop_deadline = "kill", now + KILL_WAIT
         else:
-            slot.proc.signal_group(signal.SIGKILL)
+            slot.process.signal_group(signal.SIGKILL)
             slot.stop_deadline = now + KILL_WAIT
 
     def kill_all(self) -> None:
@@ -222,7 +223,7 @@ class Fleet:
         for slot in self.all_slots():
             if slot.alive:
                 log.error("%s did not stop; killing its process group", slot.name)
-                slot.proc.signal_group(signal.SIGKILL)
+                slot.process.signal_group(signal.SIGKILL)
 
     # --- timers -------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -261,12 +262,12 @@ class Fleet:
             if self.redis_ready is not None and self.redis_ready():
                 self.mark_ready(slot)
                 log.info("embedded Redis is back")
-        elif not self.broker_up() and slot.proc.uptime() >= STARTSECS:
+        elif not self.broker_up() and slot.process.uptime() >= STARTSECS:
             self.mark_ready(slot)  # cannot ping without a broker; it did not die
 
     def next_wakeup(self, now: float, poll_sleep: float) -> float:
         soonest = now + 1.0
-        if not any(s.proc.pidfd is not None for s in self.all_slots() if s.alive):
+        if not any(s.process.pidfd is not None for s in self.all_slots() if s.alive):
             soonest = min(soonest, now + poll_sleep)
         for slot in self.all_slots():
             if slot.state == BACKOFF and slot.backoff_until is not None:
@@ -284,7 +285,7 @@ class Fleet:
         for slot in self.all_slots():
             if not slot.alive:
                 continue
-            slot.stats = slot.proc.stats()
+            slot.stats = slot.process.stats()
             if slot.kind != "worker" or slot.state != RUNNING or slot.stats is None:
                 continue
             if slot.stats.memory_bytes > limit:
@@ -304,7 +305,7 @@ class Fleet:
                     log.warning("could not rotate %s: %s", slot.proc.log.path, exc)
 
     def save_state(self) -> None:
-        records = [slot.proc.record() for slot in self.all_slots() if slot.alive]
+        records = [slot.process.record() for slot in self.all_slots() if slot.alive]
         try:
             self.state_file.save(records)
         except OSError as exc:

@@ -52,7 +52,8 @@ class CommandLoop:
         self._commands: queue_module.SimpleQueue = queue_module.SimpleQueue()
         self._pending: list[Pending] = []
         self._thread: threading.Thread | None = None
-        self._wake_r = self._wake_w = None
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
         self._closed = False
 
     # --- lifecycle (the hosting thread) ---------------------------------------------
@@ -60,8 +61,8 @@ class CommandLoop:
         if self._thread is not None:
             raise RuntimeError("the manager is already open")
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        selector = self.selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -131,28 +132,33 @@ class CommandLoop:
                     log.exception("worker manager loop error")
                     time.sleep(0.1)
                 if self.on_tick is not None:
-                    self._call_on_tick()
+                    self._call_on_tick(self.on_tick)
         finally:
             self._fail_waiting_commands()
-            self.selector.close()
+            if self.selector is not None:
+                self.selector.close()
 
     def _wait(self) -> None:
+        # start() sets both before it starts this thread
+        selector, wake_r = self.selector, self._wake_r
+        assert selector is not None and wake_r is not None
         soonest = self.next_wakeup(self.clock())
         for pending in self._pending:
             soonest = min(soonest, pending.deadline)
         try:
-            self.selector.select(max(0.0, soonest - self.clock()))
+            selector.select(max(0.0, soonest - self.clock()))
         except InterruptedError:
             pass
         try:
-            while os.read(self._wake_r, 4096):
+            while os.read(wake_r, 4096):
                 pass
         except (BlockingIOError, OSError):
             pass
 
-    def _call_on_tick(self) -> None:
+    @staticmethod
+    def _call_on_tick(on_tick: Callable[[], None]) -> None:
         try:
-            self.on_tick()
+            on_tick()
         except Exception:
             log.exception("on_tick failed")
 

@@ -241,7 +241,7 @@ class CeleryWorkerManager:
         names = self._require_broker()
         if not names:
             return {"workers": {}}
-        replies = self._client("scm-broker-client").inspect(
+        replies = self._admin_client().inspect(
             list(names), ("active", "reserved", "scheduled"), timeout=1.0)
         workers = {}
         for name, queue in names.items():
@@ -254,14 +254,13 @@ class CeleryWorkerManager:
         names = self._require_broker()
         if not names:
             return {"workers": {}}
-        replies = self._client("scm-broker-client").inspect(list(names), ("stats",),
-                                                            timeout=1.0)
+        replies = self._admin_client().inspect(list(names), ("stats",), timeout=1.0)
         return {"workers": {name: replies["stats"].get(name) for name in names}}
 
     def purge(self, queues=None) -> dict:
         targets = list(self._snap["queues"]) if queues is None else list(_parsed(queues))
         self._require_broker()
-        return {"purged": self._client("scm-broker-client").purge(targets)}
+        return {"purged": self._admin_client().purge(targets)}
 
     def log_tail(self, worker, max_bytes=LOG_TAIL_BYTES) -> dict:
         """The end of one of this manager's workers' own log file (app.supervisor.logtail)."""
@@ -315,7 +314,7 @@ class CeleryWorkerManager:
                     log.info("%s answers pings", slot.name)
                 continue
             slot.responsive = False
-            if not event.counted or (not slot.answered and slot.proc.uptime() < STARTUP_GRACE):
+            if not event.counted or (not slot.answered and slot.process.uptime() < STARTUP_GRACE):
                 continue
             slot.ping_misses += 1
             if slot.ping_misses >= self.settings.CELERY_PING_MISSES:
@@ -325,7 +324,7 @@ class CeleryWorkerManager:
         log.warning("%s (pid %s) missed %d pings while the broker answered: killing it as hung",
                     slot.name, slot.pid, slot.ping_misses)
         slot.last_error = (f"hung: missed {slot.ping_misses} pings while the broker answered; "
-                           f"log tail:\n{slot.proc.log.tail(20)}")
+                           f"log tail:\n{slot.process.log.tail(20)}")
         # A stopped or wedged process cannot run a warm shutdown: kill the group now.
         self.fleet.restart_for(slot, "hang", kill=True)
 
@@ -349,6 +348,7 @@ class CeleryWorkerManager:
         died = exit_info.time + 0.5  # the replacement starts after this; its messages are not ours
         client = self._client("scm-broker-client")
         notify = None if self.fleet.shutting_down else self.on_worker_lost
+        assert self._hooks is not None, "workers die only on the loop thread open() starts"
         self._hooks.submit(after_worker_lost, client, self.broker, slot.name, slot.queue,
                            started, died, notify)
 
@@ -367,6 +367,14 @@ class CeleryWorkerManager:
                     self.settings, self._broker_url, name=name)
             return client
 
+    def _admin_client(self) -> BrokerClient:
+        """The client for admin calls (inspect, purge, depths); BrokerUnavailable without
+        a broker."""
+        client = self._client("scm-broker-client")
+        if client is None:
+            raise BrokerUnavailable(f"no broker: {self._choice.threads_reason}")
+        return client
+
     def _require_broker(self) -> dict[str, str]:
         """Worker names -> queue, or BrokerUnavailable when the broker is down."""
         if self._broker_url is None:
@@ -381,7 +389,7 @@ class CeleryWorkerManager:
         if not reachable or self._broker_url is None:
             return dict.fromkeys(queues)
         try:
-            return self._client("scm-broker-client").queue_depths(queues, timeout=1.0)
+            return self._admin_client().queue_depths(queues, timeout=1.0)
         except BrokerUnavailable:
             return dict.fromkeys(queues)
 

@@ -102,7 +102,9 @@ class WorkerPlan:
     def process_for(self, name: str, queue: str | None, pool_size: int) -> WorkerProcess:
         env = child_env(self.settings, broker_url=self.broker_url,
                         result_backend=self.result_backend)
-        if queue is None:
+        if queue is None:  # the one slot without a queue runs the embedded Redis
+            if self.embedded is None:
+                raise RuntimeError(f"{name}: no queue, and no embedded Redis to run")
             return self.embedded.make_process(env, PROJECT_ROOT, factory=self.process_factory)
         fail = None
         if self.settings.CELERY_TEST_FAIL_QUEUE == queue:

@@ -19,10 +19,10 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-RESTART = "restart"
-GIVE_UP = "give_up"
+RESTART: Final = "restart"
+GIVE_UP: Final = "give_up"
 
 
 @dataclass(frozen=True)

@@ -128,8 +128,11 @@ class Prober:
     def _ping_round(self, targets: list[tuple[str, int]]) -> list[str] | None:
         """Ping `targets` and report the round; the names that missed (None: no round)."""
         started = time.time()
+        client = self.client()
+        if client is None:
+            return None
         try:
-            answered = self.client().ping([name for name, _ in targets], self.ping_timeout)
+            answered = client.ping([name for name, _ in targets], self.ping_timeout)
         except BrokerUnavailable as exc:
             self.log_uncounted(f"the ping round failed ({exc})")
             return None
@@ -181,8 +184,11 @@ class Prober:
                 del self._stalls[name]
         if not running:
             return
+        client = self.client()
+        if client is None:
+            return
         queues = sorted({queue for queue, _pid in running.values()})
-        depths = self.client().queue_depths(queues, timeout=1.0)
+        depths = client.queue_depths(queues, timeout=1.0)
         waiting = {name: depths.get(queue) or 0 for name, (queue, _pid) in running.items()}
         for name, depth in waiting.items():
             if depth <= 0:
@@ -190,8 +196,7 @@ class Prober:
         suspects = [name for name, depth in waiting.items() if depth > 0]
         if not suspects:
             return
-        replies = self.client().inspect(suspects, ("active", "reserved"),
-                                        timeout=self.ping_timeout)
+        replies = client.inspect(suspects, ("active", "reserved"), timeout=self.ping_timeout)
         if not self.monitor.check_now():
             return  # an outage, not the worker's fault
         for name in suspects:

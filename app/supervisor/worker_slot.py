@@ -85,6 +85,14 @@ class WorkerSlot:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive
 
+    @property
+    def process(self) -> WorkerProcess:
+        """The current child: there is one from a spawn that worked until the next spawn,
+        so in STARTING, RUNNING and STOPPING (and whenever `alive`)."""
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} has no process ({self.state})")
+        return self.proc
+
     def move(self, event: str) -> None:
         allowed, target = TRANSITIONS[event]
         if self.state not in allowed:
