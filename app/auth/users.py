@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.db import as_url, engine_for
-from app.db.schema import refresh_tokens, users
+from app.db.schema import printer_profiles, refresh_tokens, users
 
 ROLES = ("admin", "user")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -146,7 +146,10 @@ class UserStore:
                                    .where(users.c.username == username)).scalar()
             if user_id is None:
                 return False
+            # What only the account itself used goes with it; its jobs stay (admins may
+            # still need them) under an id nobody will ever have again.
             conn.execute(refresh_tokens.delete().where(refresh_tokens.c.user_id == user_id))
+            conn.execute(printer_profiles.delete().where(printer_profiles.c.user_id == user_id))
             return conn.execute(users.delete().where(users.c.id == user_id)).rowcount > 0
 
     def authenticate(self, username: str, password: str) -> User | None:
