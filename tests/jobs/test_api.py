@@ -21,7 +21,7 @@ from tests.jobs.conftest import png_bytes
 JOB_FIELDS = {"id", "kind", "status", "progress", "message", "mode", "error", "created_at",
               "started_at", "finished_at", "result_url",
               # for the pages (app.jobs.presentation)
-              "owner", "label", "summary", "warnings", "cancelled", "thumbnails",
+              "owner", "owner_name", "label", "summary", "warnings", "cancelled", "thumbnails",
               "download_name", "printer_offset"}
 
 
