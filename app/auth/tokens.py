@@ -36,10 +36,13 @@ def refresh_store() -> RefreshTokenStore:
 def issue_tokens(user: User, *, family: str | None = None) -> dict:
     """An access token and a refresh token for `user`; a new family unless one is given."""
     claims = {"role": user.role, "ver": user.token_version}
-    refresh_jti, family = uuid.uuid4().hex, family or uuid.uuid4().hex
+    refresh_jti, new_login = uuid.uuid4().hex, family is None
+    family = family or uuid.uuid4().hex
     lifetime = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
     refresh_store().record(jti=refresh_jti, family=family, user_id=user.id,
                            expires_at=time.time() + lifetime.total_seconds())
+    if new_login:
+        refresh_store().keep_newest_families(user.id)
     return {
         "access_token": create_access_token(identity=user.id, additional_claims=claims),
         "refresh_token": create_refresh_token(
@@ -62,11 +65,11 @@ def load_user(payload: dict) -> User:
 
 def rotate(user: User, payload: dict) -> dict:
     """Trade a refresh token for new tokens, once; a replay revokes its family."""
-    outcome = refresh_store().use(str(payload.get("jti")))
+    outcome = refresh_store().use(str(payload.get("jti")), str(payload.get("fam")))
     if outcome is Use.REUSED:
         raise APIError(401, "refresh_token_reused",
                        "this refresh token was used before; every token of its sign-in is "
                        "revoked now. Sign in again")
     if outcome is Use.REVOKED:
         raise APIError(401, "token_revoked", "this refresh token has been revoked; sign in again")
-    return issue_tokens(user, family=str(payload["fam"]))
+    return issue_tokens(user, family=str(payload.get("fam")))

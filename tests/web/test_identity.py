@@ -8,8 +8,10 @@ import threading
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from flask_jwt_extended import create_access_token
 
+from app.db.schema import refresh_tokens
 from app.jobs import services
 from tests.web.conftest import ADMIN, USER, bearer, login
 
@@ -22,6 +24,10 @@ def _users(app):
 
 def _refresh(client, refresh_token: str):
     return client.post("/api/auth/refresh", headers=bearer(refresh_token))
+
+
+def _claims(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
 
 
 def _error_code(response) -> str:
@@ -112,13 +118,13 @@ def test_delete_revokes_tokens_and_forgets_refresh_tokens(app, client):
     tokens = login(client, *USER)
     user_id = _users(app).get(USER[0]).id
     refresh_store = app.extensions["scm.refresh_tokens"]
-    jti = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})["jti"]
-    assert refresh_store.family_of(jti)
+    family = _claims(tokens["refresh_token"])["fam"]
+    assert refresh_store.family(family)
     assert _users(app).delete(USER[0])
     for response in (client.get("/api/auth/me", headers=bearer(tokens["access_token"])),
                      _refresh(client, tokens["refresh_token"])):
         assert response.status_code == 401 and _error_code(response) == "unknown_user"
-    assert refresh_store.family_of(jti) == []
+    assert refresh_store.family(family) == []
     assert _users(app).get_by_id(user_id) is None
 
 
@@ -170,11 +176,37 @@ def test_reused_refresh_token_revokes_family(app, client):
     # Every token descended from that login is dead now, the legitimate newest included.
     after = _refresh(client, victims)
     assert after.status_code == 401 and _error_code(after) == "token_revoked"
-    jti = jwt.decode(victims, options={"verify_signature": False})["jti"]
-    family = app.extensions["scm.refresh_tokens"].family_of(jti)
+    family = app.extensions["scm.refresh_tokens"].family(_claims(victims)["fam"])
     assert len(family) == 2 and all(row["revoked_at"] for row in family)
     # The other login's family is untouched.
     assert _refresh(client, other_login).status_code == 200
+
+
+def test_an_old_refresh_token_replayed_after_its_row_is_gone_still_revokes(app, client):
+    # A family keeps only its last two rows; older used tokens are deleted, and a replay
+    # of one is still recognised by its (signed) family.
+    first = login(client, *USER)["refresh_token"]
+    current = first
+    for _ in range(5):
+        current = _refresh(client, current).get_json()["refresh_token"]
+    store = app.extensions["scm.refresh_tokens"]
+    assert len(store.family(_claims(current)["fam"])) == 2  # bounded however often refreshed
+    replay = _refresh(client, first)
+    assert replay.status_code == 401 and _error_code(replay) == "refresh_token_reused"
+    assert _error_code(_refresh(client, current)) == "token_revoked"
+
+
+def test_sign_ins_per_user_are_bounded(app, client):
+    store = app.extensions["scm.refresh_tokens"]
+    store.max_sessions = 3
+    oldest = login(client, *USER)["refresh_token"]
+    newer = [login(client, *USER)["refresh_token"] for _ in range(3)]
+    user_id = _users(app).get(USER[0]).id
+    with store.engine.connect() as conn:
+        count = sa.select(sa.func.count()).where(refresh_tokens.c.user_id == user_id)
+        assert conn.execute(count).scalar() == 3
+    assert _error_code(_refresh(client, oldest)) == "token_revoked"
+    assert all(_refresh(client, token).status_code == 200 for token in newer)
 
 
 def test_one_refresh_token_refreshed_concurrently_wins_once(app):
@@ -218,3 +250,18 @@ def test_users_cli_lists_ids(app):
     result = app.test_cli_runner().invoke(args=["users", "list"])
     alice = _users(app).get(USER[0])
     assert f"{USER[0]}\tuser\t{alice.id}" in result.output.splitlines()
+
+
+def test_a_token_recorded_after_its_family_was_revoked_is_refused(app):
+    # The race of a refresh with a replay of the same token: the replay revokes the family
+    # before the winner has recorded its new token. That token must not revive the family.
+    from app.auth.refresh_tokens import Use
+
+    store = app.extensions["scm.refresh_tokens"]
+    user_id = _users(app).get(USER[0]).id
+    store.record(jti="t1", family="f", user_id=user_id, expires_at=2e9)
+    assert store.use("t1", "f") is Use.OK        # the winner
+    assert store.use("t1", "f") is Use.REUSED    # the replay, before the winner records t2
+    store.record(jti="t2", family="f", user_id=user_id, expires_at=2e9)
+    assert store.use("t2", "f") is Use.REVOKED
+    assert store.use("never-issued", "unknown-family") is Use.REVOKED
