@@ -64,6 +64,8 @@ def test_demoted_admin_token_refused(make_app):
     alices_job = _job_of(app, users.get(USER[0]).id)
     admin_access = login(client, "bob", "bob-password-1")["access_token"]
     assert alices_job in _listed(client, admin_access)  # an admin reads everyone's jobs
+    shown = client.get(f"/api/jobs/{alices_job}", headers=bearer(admin_access)).get_json()
+    assert shown["owner_name"] == USER[0]  # jobs name the id; the dashboard shows the name
 
     users.set_role("bob", "user")
     for path in ("/api/jobs", f"/api/jobs/{alices_job}", "/api/celery/status"):
@@ -151,7 +153,7 @@ def test_deleted_and_recreated_user_inherits_no_tokens_or_jobs(app, client):
     # The old dave's job is still there for admins, under the old (dead) id.
     admin = login(client, *ADMIN)["access_token"]
     shown = client.get(f"/api/jobs/{old_job}", headers=bearer(admin)).get_json()
-    assert shown["owner"] == old.id
+    assert shown["owner"] == old.id and shown["owner_name"] is None
 
 
 def test_refresh_rotates_the_refresh_token(app, client):
