@@ -51,11 +51,12 @@ class RefreshTokenStore:
         # One revoked row poisons the family: a token recorded just after a revocation
         # (the winner of a race with a replay) is refused too.
         sibling = table.alias("sibling")
-        revoked = sa.exists().where(sibling.c.family == family, sibling.c.revoked_at.is_not(None))
+        poisoned = sa.exists().where(sibling.c.family == family,
+                                     sibling.c.revoked_at.is_not(None))
         with self.engine.begin() as conn:
             taken = conn.execute(table.update()
                                  .where(table.c.jti == jti, table.c.family == family,
-                                        table.c.used_at.is_(None), ~revoked)
+                                        table.c.used_at.is_(None), ~poisoned)
                                  .values(used_at=now)).rowcount
             if taken == 1:
                 conn.execute(table.delete().where(table.c.family == family, table.c.jti != jti,
@@ -63,7 +64,7 @@ class RefreshTokenStore:
                 return Use.OK
             rows = conn.execute(sa.select(table.c.revoked_at)
                                 .where(table.c.family == family)).scalars().all()
-            if not rows or any(revoked is not None for revoked in rows):
+            if not rows or any(at is not None for at in rows):
                 return Use.REVOKED
             self._revoke_family(conn, family, now)
         return Use.REUSED
