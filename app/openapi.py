@@ -66,10 +66,13 @@ def _auth_paths() -> dict:
                           "429": _error("too many login attempts from this address")},
         }},
         "/api/auth/refresh": {"post": {
-            "tags": ["auth"], "summary": "A new access token from a refresh token",
-            "description": "Send the refresh token as the bearer token.",
+            "tags": ["auth"], "summary": "New tokens for a refresh token (which is used up)",
+            "description": "Send the refresh token as the bearer token. Each refresh token "
+                           "works once: the answer carries the next one, which replaces it. "
+                           "Presenting a used refresh token again revokes every refresh "
+                           "token of that sign-in (401 `refresh_token_reused`).",
             "security": BEARER,
-            "responses": {"200": {"description": "a new access token",
+            "responses": {"200": {"description": "a new access token and refresh token",
                                   "content": _json(_ref("Tokens"))}, **AUTH_ERRORS},
         }},
         "/api/auth/me": {"get": {
@@ -200,10 +203,12 @@ def _schemas() -> dict:
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {
             "type": "object", "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-        "Tokens": {"type": "object", "required": ["access_token"], "properties": {
-            "access_token": {"type": "string"}, "refresh_token": {"type": "string"},
-            "token_type": {"type": "string"}}},
-        "User": {"type": "object", "required": ["username", "role"], "properties": {
+        "Tokens": {"type": "object", "required": ["access_token", "refresh_token"],
+                   "properties": {"access_token": {"type": "string"},
+                                  "refresh_token": {"type": "string"},
+                                  "token_type": {"type": "string"}}},
+        "User": {"type": "object", "required": ["id", "username", "role"], "properties": {
+            "id": {"type": "string", "description": "immutable; what tokens and jobs name"},
             "username": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "user"]},
             "created_at": {"type": "number"}}},
         "Health": {"type": "object",
@@ -262,7 +267,12 @@ def _schemas() -> dict:
                     "error": {"type": "string", "nullable": True},
                     "created_at": nullable_time, "started_at": nullable_time,
                     "finished_at": nullable_time,
-                    "result_url": {"type": "string", "nullable": True}}},
+                    "result_url": {"type": "string", "nullable": True},
+                    "owner": {"type": "string",
+                              "description": "the owner's user id (immutable)"},
+                    "owner_name": {"type": "string", "nullable": True,
+                                   "description": "the owner's user name; null once the "
+                                                  "user is deleted"}}},
         "JobList": {"type": "object", "properties": {
             "jobs": {"type": "array", "items": _ref("Job")}}},
     }

@@ -18,7 +18,9 @@ def _error(description: str) -> dict:
 
 
 AUTH_ERRORS = {
-    "401": _error("missing, invalid, tampered or expired token"),
+    "401": _error("missing, invalid, tampered, expired or revoked token; the code says "
+                  "which (`token_stale`: the password or role changed since it was issued, "
+                  "`unknown_user`: the account is gone)"),
     "422": _error("token claims could not be verified"),
 }
 ADMIN_ERRORS = {**AUTH_ERRORS, "403": _error("the caller is not an admin")}

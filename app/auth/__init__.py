@@ -8,7 +8,9 @@ from flask import Flask
 from app.auth.api import THROTTLE_KEY, make_blueprint, make_throttle
 from app.auth.cli import users_cli
 from app.auth.decorators import admin_required
+from app.auth.refresh_tokens import RefreshTokenStore
 from app.auth.setup import make_setup_blueprint
+from app.auth.tokens import REFRESH_KEY, USERS_KEY, load_user
 from app.auth.users import User, UserError, UserStore
 from app.extensions import JWT_KEY, limiter
 from app.settings import SettingsError
@@ -22,13 +24,12 @@ def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     users = UserStore(settings.database_url)
     users.init_schema()
-    app.extensions["scm.users"] = users
+    app.extensions[USERS_KEY] = users
+    app.extensions[REFRESH_KEY] = RefreshTokenStore(settings.database_url)
 
-    jwt = app.extensions[JWT_KEY]
-
-    @jwt.user_lookup_loader
-    def _load_user(_header, payload) -> User | None:
-        return users.get(payload["sub"])
+    # The one place a token becomes a user, for every protected route: existence, token
+    # version and role come from the users table (see app.auth.tokens).
+    app.extensions[JWT_KEY].user_lookup_loader(lambda _header, payload: load_user(payload))
 
     app.extensions[THROTTLE_KEY] = make_throttle(limiter(app), settings)
     app.register_blueprint(make_blueprint())

@@ -1,31 +1,17 @@
-"""/api/auth: login, refresh, me."""
+"""/api/auth: login, refresh (rotating), me."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
-from flask_jwt_extended import create_access_token, create_refresh_token, current_user, jwt_required
+from flask_jwt_extended import current_user, get_jwt, jwt_required
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits.strategies import MovingWindowRateLimiter
 
 from app.auth.throttle import LoginThrottle, ThrottlePolicy
-from app.auth.users import MAX_PASSWORD_LENGTH, UserStore
+from app.auth.tokens import issue_tokens, refresh_store, rotate
+from app.auth.tokens import users as store
+from app.auth.users import MAX_PASSWORD_LENGTH
 from app.errors import APIError
-
-
-def store() -> UserStore:
-    return current_app.extensions["scm.users"]
-
-
-def issue_tokens(user, *, refresh: bool = True) -> dict:
-    claims = {"role": user.role}
-    tokens = {"access_token": create_access_token(identity=user.username,
-                                                  additional_claims=claims),
-              "token_type": "Bearer"}
-    if refresh:
-        tokens["refresh_token"] = create_refresh_token(identity=user.username,
-                                                       additional_claims=claims)
-    return tokens
-
 
 MAX_LOGIN_BODY = 16 * 1024
 THROTTLE_KEY = "scm.login_throttle"
@@ -73,6 +59,7 @@ def login():
         if throttled:
             raise _too_many(throttle)
         raise APIError(401, "invalid_credentials", "wrong username or password")
+    refresh_store().prune()  # each login also forgets expired refresh tokens
     return jsonify(issue_tokens(user))
 
 
@@ -91,8 +78,8 @@ def make_blueprint() -> Blueprint:
     @bp.post("/refresh")
     @jwt_required(refresh=True)
     def refresh():
-        # A fresh access token from a refresh token; the role comes from the table now.
-        return jsonify(issue_tokens(current_user, refresh=False))
+        # New tokens for a refresh token, which is used up by this (see app.auth.tokens).
+        return jsonify(rotate(current_user, get_jwt()))
 
     @bp.get("/me")
     @jwt_required()

@@ -41,7 +41,7 @@ def create(name: str, admin: bool, password_stdin: bool) -> None:
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def set_password(name: str, password_stdin: bool) -> None:
-    """Change the password of user NAME."""
+    """Change the password of user NAME (revokes the user's tokens)."""
     try:
         _store().set_password(name, _read_password(password_stdin))
     except UserError as exc:
@@ -53,7 +53,7 @@ def set_password(name: str, password_stdin: bool) -> None:
 @click.argument("name")
 @click.argument("role", type=click.Choice(["admin", "user"]))
 def set_role(name: str, role: str) -> None:
-    """Make user NAME an admin or a plain user."""
+    """Make user NAME an admin or a plain user (revokes the user's tokens)."""
     try:
         _store().set_role(name, role)
     except UserError as exc:
@@ -61,10 +61,21 @@ def set_role(name: str, role: str) -> None:
     click.echo(f"{name} is now {role}")
 
 
+@users_cli.command("revoke-tokens")
+@click.argument("name")
+def revoke_tokens(name: str) -> None:
+    """Sign user NAME out everywhere: every token issued so far is refused."""
+    try:
+        _store().revoke_tokens(name)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"every token of {name} is revoked")
+
+
 @users_cli.command("delete")
 @click.argument("name")
 def delete(name: str) -> None:
-    """Remove user NAME."""
+    """Remove user NAME (and every token of it; its jobs stay, owned by nobody)."""
     if not _store().delete(name):
         raise click.ClickException(f"no user {name!r}")
     click.echo(f"deleted {name}")
@@ -72,6 +83,6 @@ def delete(name: str) -> None:
 
 @users_cli.command("list")
 def list_users() -> None:
-    """Show every user and role."""
+    """Show every user: name, role, id."""
     for user in _store().list():
-        click.echo(f"{user.username}\t{user.role}")
+        click.echo(f"{user.username}\t{user.role}\t{user.id}")

@@ -16,7 +16,7 @@ metadata = sa.MetaData()
 jobs = sa.Table(
     "jobs", metadata,
     sa.Column("id", sa.Text, primary_key=True),
-    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),  # the owner's users.id
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("params", sa.Text, nullable=False),  # JSON, sorted keys
     sa.Column("queue", sa.Text, nullable=False),
@@ -40,22 +40,43 @@ jobs = sa.Table(
     sa.Index("jobs_status", "status"),
 )
 
-# Keyed by name today. User ids and token versions (the hardening work) are one more
-# migration: add the columns (batch mode rebuilds the table on SQLite).
+# Identity (issue 12): a user is its immutable `id` (random, never reused), not its name.
+# Tokens carry the id and `token_version`; changing the password or role, or deleting the
+# user, bumps the version (or removes the row), so every older token stops working.
 users = sa.Table(
     "users", metadata,
-    sa.Column("username", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("username", sa.Text, nullable=False),
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("role", sa.Text, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("token_version", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint("role IN ('admin', 'user')", name="users_role"),
+    sa.UniqueConstraint("username", name="users_username"),
+)
+
+# One row per refresh token issued. Each refresh uses its token up (used_at) and issues
+# the next one in the same family (one family per login); presenting a used token again
+# revokes the whole family.
+refresh_tokens = sa.Table(
+    "refresh_tokens", metadata,
+    sa.Column("jti", sa.Text, primary_key=True),
+    sa.Column("family", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("used_at", sa.Double),
+    sa.Column("revoked_at", sa.Double),
+    sa.Index("refresh_tokens_family", "family"),
+    sa.Index("refresh_tokens_user", "user_id"),
+    sa.Index("refresh_tokens_expires", "expires_at"),
 )
 
 # One saved printer profile per user (issue 10): the back-page offset the user measured
-# with a calibration sheet, and the paper their printer takes.
+# with a calibration sheet, and the paper their printer takes. Keyed by user id.
 printer_profiles = sa.Table(
     "printer_profiles", metadata,
-    sa.Column("username", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
     sa.Column("x", sa.Integer, nullable=False),
     sa.Column("y", sa.Integer, nullable=False),
     sa.Column("paper_size", sa.Text),

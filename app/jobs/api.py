@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
-from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
+from flask_jwt_extended import current_user, jwt_required
 
 from app.cards.models import Options
 from app.celery_config import QUEUE_FOR_KIND
@@ -45,7 +45,9 @@ def init_app(app, provider: ServicesProvider) -> None:
 
 # --- helpers ----------------------------------------------------------------------------
 def _caller() -> tuple[str, bool]:
-    return str(get_jwt_identity()), get_jwt().get("role") == "admin"
+    """The caller's user id and whether they are an admin now: both from the users table
+    (app.auth.tokens loads the user per request), never from the token's claims."""
+    return current_user.id, current_user.is_admin
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from flask import current_app
-from flask_jwt_extended import get_jwt_identity
+from flask_jwt_extended import current_user
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter, RateLimiter
@@ -138,7 +138,7 @@ def fair_use_checked(view):
     """For submit routes, under @jwt_required: admit the caller before reading uploads."""
     @wraps(view)
     def wrapper(*args, **kwargs):
-        submission_limits(current_app).admit(str(get_jwt_identity()))
+        submission_limits(current_app).admit(current_user.id)
         return view(*args, **kwargs)
 
     return wrapper

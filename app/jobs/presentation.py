@@ -2,7 +2,8 @@
 was cancelled, its thumbnails, and the file name its PDF downloads as."""
 from __future__ import annotations
 
-from flask import url_for
+from flask import current_app, g, url_for
+from flask_jwt_extended import get_current_user
 from werkzeug.utils import secure_filename
 
 from app.jobs.actions import is_cancelled
@@ -21,6 +22,31 @@ def download_name(job: Job) -> str:
     return f"{label}.pdf" if label else f"{job.kind}-{job.id[:8]}.pdf"
 
 
+def current_user_or_none():
+    try:
+        return get_current_user()
+    except RuntimeError:  # no token was verified in this request
+        return None
+
+
+DELETED_OWNER = "deleted:"  # migration 0004: jobs of users gone before ids existed
+
+
+def owner_name(owner_id: str) -> str | None:
+    """The owner's current user name (jobs name the id); None once the user is gone.
+    Cached per request: a list of many jobs has few owners."""
+    if owner_id.startswith(DELETED_OWNER):
+        return None
+    names: dict[str, str | None] = g.setdefault("scm_owner_names", {})
+    caller = current_user_or_none()
+    if caller is not None:
+        names.setdefault(caller.id, caller.username)  # a user's own jobs cost no query
+    if owner_id not in names:
+        user = current_app.extensions["scm.users"].get_by_id(owner_id)
+        names[owner_id] = user.username if user is not None else None
+    return names[owner_id]
+
+
 def extra_view(job: Job, *, ready: bool) -> dict:
     lines = (job.message or "").split("\n")
     thumbnails = None
@@ -31,6 +57,7 @@ def extra_view(job: Job, *, ready: bool) -> dict:
                       if has_back_pages(job) else None}
     return {
         "owner": job.owner,
+        "owner_name": owner_name(job.owner),
         "label": job.params.get("name"),
         "summary": lines[0],
         "warnings": [line for line in lines[1:] if line],

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from flask import Blueprint, current_app, jsonify, request
-from flask_jwt_extended import get_jwt_identity, jwt_required
+from flask_jwt_extended import current_user, jwt_required
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.cards.layouts import PAPERS
@@ -52,7 +52,7 @@ def _body() -> ProfileBody:
 @bp.get("")
 @jwt_required()
 def read_profile():
-    profile = _store().get(str(get_jwt_identity()))
+    profile = _store().get(current_user.id)
     if profile is None:
         raise APIError(404, "not_found", "no printer profile saved yet")
     return jsonify(profile.to_dict())
@@ -62,7 +62,7 @@ def read_profile():
 @jwt_required()
 def save_profile():
     body = _body()
-    profile = _store().save(str(get_jwt_identity()), x=body.x, y=body.y,
+    profile = _store().save(current_user.id, x=body.x, y=body.y,
                             paper_size=body.paper_size)
     return jsonify(profile.to_dict())
 
@@ -70,6 +70,6 @@ def save_profile():
 @bp.delete("")
 @jwt_required()
 def delete_profile():
-    if not _store().delete(str(get_jwt_identity())):
+    if not _store().delete(current_user.id):
         raise APIError(404, "not_found", "no printer profile saved yet")
     return "", 204

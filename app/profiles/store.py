@@ -1,5 +1,5 @@
-"""The printer_profiles table (one row per user; `app.db.schema.printer_profiles`, built
-by migration 0003) behind a small repository class."""
+"""The printer_profiles table (one row per user id; `app.db.schema.printer_profiles`,
+built by migrations 0003 and 0004) behind a small repository class."""
 from __future__ import annotations
 
 import time
@@ -15,7 +15,7 @@ from app.db.schema import printer_profiles as table
 
 @dataclass(frozen=True)
 class PrinterProfile:
-    username: str
+    user_id: str
     x: int                 # px at 300 ppi, right is +
     y: int                 # px at 300 ppi, down is +
     paper_size: str | None
@@ -23,7 +23,7 @@ class PrinterProfile:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.pop("username")
+        data.pop("user_id")
         return data
 
 
@@ -37,28 +37,28 @@ class ProfileStore:
     def engine(self) -> Engine:
         return engine_for(self.url)
 
-    def get(self, username: str) -> PrinterProfile | None:
+    def get(self, user_id: str) -> PrinterProfile | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(table).where(table.c.username == username)).first()
+            row = conn.execute(sa.select(table).where(table.c.user_id == user_id)).first()
         return PrinterProfile(**row._mapping) if row is not None else None
 
-    def save(self, username: str, *, x: int, y: int, paper_size: str | None) -> PrinterProfile:
-        profile = PrinterProfile(username, x, y, paper_size, time.time())
+    def save(self, user_id: str, *, x: int, y: int, paper_size: str | None) -> PrinterProfile:
+        profile = PrinterProfile(user_id, x, y, paper_size, time.time())
         values = asdict(profile)
         with self.engine.begin() as conn:
             # Update first; insert when there was nothing to update. Two concurrent first
             # saves of one user: the loser's insert fails, and it updates instead.
-            changed = conn.execute(table.update().where(table.c.username == username)
+            changed = conn.execute(table.update().where(table.c.user_id == user_id)
                                    .values(**values)).rowcount
             if not changed:
                 try:
                     with conn.begin_nested():
                         conn.execute(table.insert().values(**values))
                 except sa.exc.IntegrityError:
-                    conn.execute(table.update().where(table.c.username == username)
+                    conn.execute(table.update().where(table.c.user_id == user_id)
                                  .values(**values))
         return profile
 
-    def delete(self, username: str) -> bool:
+    def delete(self, user_id: str) -> bool:
         with self.engine.begin() as conn:
-            return conn.execute(table.delete().where(table.c.username == username)).rowcount > 0
+            return conn.execute(table.delete().where(table.c.user_id == user_id)).rowcount > 0

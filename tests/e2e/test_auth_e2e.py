@@ -19,9 +19,9 @@ ADMIN_ENDPOINTS = [("get", "/api/celery/status"), ("post", "/api/celery/start"),
                    ("post", "/api/celery/purge")]
 
 
-def _forged(username: str, role: str, *, secret: str = SECRET, exp_offset: float = 600) -> str:
+def _forged(user_id: str, role: str, *, secret: str = SECRET, exp_offset: float = 600) -> str:
     now = int(time.time())
-    claims = {"sub": username, "role": role, "type": "access", "fresh": False,
+    claims = {"sub": user_id, "role": role, "ver": 0, "type": "access", "fresh": False,
               "jti": f"forged-{now}", "iat": now - 1000, "nbf": now - 1000,
               "exp": now + int(exp_offset)}
     return jwt.encode(claims, secret, algorithm="HS256")
@@ -68,7 +68,8 @@ def test_auth_flows_and_every_admin_endpoint(start_server):
             assert "error" in response.json()
     # A well-signed token whose role claim says admin for a plain user is still refused:
     # the role is checked against the users table.
-    lying = _forged("alice", "admin")
+    alice_id = server.get("/api/auth/me", headers=user).json()["id"]
+    lying = _forged(alice_id, "admin")
     assert server.get("/api/celery/status",
                       headers={"Authorization": f"Bearer {lying}"}).status_code == 403
 
@@ -83,6 +84,65 @@ def test_auth_flows_and_every_admin_endpoint(start_server):
     right = server.post("/api/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]})
     assert right.status_code == 200, right.text
 
+    assert server.stop() == 0
+
+
+def _users_cli(server, *args: str, password: str = "") -> None:
+    """`flask users ...` on the server's instance: another process than the server's."""
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app:create_app", "users",
+                             *args], input=password + "\n", capture_output=True, text=True,
+                            cwd=ROOT, env=server.env, timeout=60)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def _bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _refused(response, code: str) -> bool:
+    return response.status_code == 401 and response.json()["error"]["code"] == code
+
+
+def test_old_tokens_are_refused_after_demotion_deletion_replay_and_password_change(start_server):
+    server = start_server("run")
+    server.wait_healthy(60)
+    add_user(server, "bob", "bob-password-1", role="admin")
+    add_user(server, "dave", "dave-password-1")
+    dave = server.login("dave", "dave-password-1")
+    bob = server.login("bob", "bob-password-1")
+    assert server.get("/api/celery/status", headers=_bearer(bob["access_token"])).ok
+    assert server.post("/api/jobs/calibration", json={},
+                       headers=_bearer(dave["access_token"])).status_code == 202
+
+    # demoted admin: refused on the next request, by the server process, not at expiry
+    _users_cli(server, "set-role", "bob", "user")
+    assert _refused(server.get("/api/celery/status", headers=_bearer(bob["access_token"])),
+                    "token_stale")
+    assert _refused(server.get("/api/jobs", headers=_bearer(bob["access_token"])), "token_stale")
+
+    # reused refresh token: the replay and every token of that login are refused
+    rotated = server.post("/api/auth/refresh", headers=_bearer(dave["refresh_token"])).json()
+    assert _refused(server.post("/api/auth/refresh", headers=_bearer(dave["refresh_token"])),
+                    "refresh_token_reused")
+    assert _refused(server.post("/api/auth/refresh", headers=_bearer(rotated["refresh_token"])),
+                    "token_revoked")
+
+    # password change
+    again = server.login("dave", "dave-password-1")
+    _users_cli(server, "set-password", "dave", "--password-stdin", password="dave-password-2")
+    assert _refused(server.get("/api/auth/me", headers=_bearer(again["access_token"])),
+                    "token_stale")
+
+    # deleted and re-created: neither the old tokens nor the old jobs come back
+    latest = server.login("dave", "dave-password-2")
+    _users_cli(server, "delete", "dave")
+    add_user(server, "dave", "dave-password-3")
+    assert _refused(server.get("/api/auth/me", headers=_bearer(latest["access_token"])),
+                    "unknown_user")
+    assert _refused(server.post("/api/auth/refresh", headers=_bearer(latest["refresh_token"])),
+                    "unknown_user")
+    new_dave = server.login("dave", "dave-password-3")
+    assert server.get("/api/jobs", headers=_bearer(new_dave["access_token"])).json()["jobs"] == []
     assert server.stop() == 0
 
 

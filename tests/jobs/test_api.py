@@ -21,7 +21,7 @@ from tests.jobs.conftest import png_bytes
 JOB_FIELDS = {"id", "kind", "status", "progress", "message", "mode", "error", "created_at",
               "started_at", "finished_at", "result_url",
               # for the pages (app.jobs.presentation)
-              "owner", "label", "summary", "warnings", "cancelled", "thumbnails",
+              "owner", "owner_name", "label", "summary", "warnings", "cancelled", "thumbnails",
               "download_name", "printer_offset"}
 
 
@@ -41,12 +41,13 @@ class Api:
         self.app = create_app(settings)
         self.client = self.app.test_client()
         users = self.app.extensions["scm.users"]
-        self.tokens = {}
+        self.tokens, self.ids = {}, {}
         with self.app.app_context():
             for name, role in (("alice", "user"), ("bob", "user"), ("root", "admin")):
-                users.create(name, f"{name}-password-1", role)
-                self.tokens[name] = create_access_token(identity=name,
-                                                        additional_claims={"role": role})
+                user = users.create(name, f"{name}-password-1", role)
+                self.ids[name] = user.id
+                self.tokens[name] = create_access_token(
+                    identity=user.id, additional_claims={"role": role, "ver": 0})
 
     def headers(self, who):
         return {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -182,11 +183,11 @@ def test_token_required(api):
 
 def test_result_not_ready_or_failed_is_409(api):
     store = services(api.app).store
-    queued = store.create(owner="alice", kind="calibration", params={"paper_size": "letter"},
+    queued = store.create(owner=api.ids["alice"], kind="calibration", params={"paper_size": "letter"},
                           queue="default")
     response = api.get(f"/api/jobs/{queued.id}/result")
     assert response.status_code == 409 and response.get_json()["error"]["code"] == "not_ready"
-    failed = store.create(owner="alice", kind="calibration", params={}, queue="default")
+    failed = store.create(owner=api.ids["alice"], kind="calibration", params={}, queue="default")
     store.fail(failed.id, None, "broken")
     response = api.get(f"/api/jobs/{failed.id}/result")
     assert response.status_code == 409 and "broken" in response.get_json()["error"]["message"]

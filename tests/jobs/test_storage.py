@@ -9,6 +9,7 @@ import pytest
 from flask_jwt_extended import create_access_token
 
 from app import create_app
+from app.auth.users import UserStore
 from app.jobs import runner
 from app.jobs.cleanup import cleanup_expired
 from app.jobs.store import JobStore
@@ -22,7 +23,8 @@ def test_hosts_sharing_storage_and_database_agree_on_files(tmp_path):
     host_a = make_settings(tmp_path / "a", STORAGE_DIR=shared, DATABASE_URL=url)
     host_b = make_settings(tmp_path / "b", STORAGE_DIR=shared, DATABASE_URL=url)
     store = JobStore(url)
-    job = store.create(owner="alice", kind="calibration", params={"paper_size": "letter"},
+    alice = UserStore(url).create("alice", "alice-password-1")
+    job = store.create(owner=alice.id, kind="calibration", params={"paper_size": "letter"},
                        queue="default")
 
     assert runner.run_job(host_a, job.id, runner="threads@a/1", store=store)["status"] == \
@@ -33,9 +35,9 @@ def test_hosts_sharing_storage_and_database_agree_on_files(tmp_path):
     assert not (host_a.INSTANCE_PATH / "outputs").exists()  # nothing in the instance folder
 
     app_b = create_app(host_b)
-    app_b.extensions["scm.users"].create("alice", "alice-password-1")
     with app_b.app_context():
-        token = create_access_token(identity="alice", additional_claims={"role": "user"})
+        token = create_access_token(identity=alice.id,
+                                    additional_claims={"role": "user", "ver": alice.token_version})
     response = app_b.test_client().get(f"/api/jobs/{job.id}/result",
                                        headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200 and response.data.startswith(b"%PDF")

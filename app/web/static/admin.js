@@ -121,7 +121,7 @@ async function refreshLog() {
 function renderJobs(jobs) {
   const e = SCM.el;
   SCM.$("#recent-jobs tbody").replaceChildren(...jobs.map((job) => e("tr", {},
-    e("td", {}, e("code", { text: job.id })), e("td", { text: job.owner }), e("td", { text: job.kind }),
+    e("td", {}, e("code", { text: job.id })), e("td", { text: job.owner_name || job.owner }), e("td", { text: job.kind }),
     e("td", { text: job.cancelled ? "cancelled" : job.status }), e("td", { text: job.mode || "–" }),
     e("td", { text: job.created_at ? new Date(job.created_at).toLocaleString() : "" }))));
 }

@@ -45,8 +45,13 @@ SCM.errorText = async function errorText(response) {
   return `${response.status} ${response.statusText}`;
 };
 
-// Access tokens are short-lived: on a 401, trade the refresh token for a new one once.
-async function refreshAccess() {
+// Access tokens are short-lived: on a 401, trade the refresh token for new tokens once.
+// A refresh token works once (the answer carries the next one) and presenting a used one
+// again signs the whole session out, so requests that hit a 401 together share one
+// refresh instead of each sending the same token.
+let pendingRefresh = null;
+
+async function tradeRefreshToken() {
   const { refresh } = SCM.tokens();
   if (!refresh) return false;
   const response = await fetch("/api/auth/refresh", {
@@ -55,6 +60,13 @@ async function refreshAccess() {
   if (!response.ok) return false;
   SCM.saveTokens(await response.json());
   return true;
+}
+
+function refreshAccess() {
+  if (!pendingRefresh) {
+    pendingRefresh = tradeRefreshToken().finally(() => { pendingRefresh = null; });
+  }
+  return pendingRefresh;
 }
 
 SCM.api = async function api(path, options = {}, retried = false) {
