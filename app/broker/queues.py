@@ -21,6 +21,24 @@ def queue_size(channel, name: str) -> int:
     return int(channel._size(name))
 
 
+def passive_queue_size(connection, name: str) -> int:
+    """Ready messages in `name` on AMQP: a passive queue_declare answers with the count
+    (no management plugin). A queue nobody declared yet holds nothing: 0. Each query
+    gets its own channel because a NOT_FOUND closes the channel it was asked on."""
+    channel = connection.channel()
+    try:
+        return int(channel.queue_declare(queue=name, passive=True).message_count)
+    except Exception as exc:
+        if "NOT_FOUND" in str(exc) or "404" in str(exc):
+            return 0
+        raise
+    finally:
+        try:
+            channel.close()
+        except Exception:  # closed by the broker after a NOT_FOUND
+            pass
+
+
 def purge_queue(channel, name: str) -> int:
     try:
         return int(channel.queue_purge(name) or 0)
