@@ -89,10 +89,17 @@ class SupervisorCollector:
 
         depth = GaugeMetricFamily("scm_queue_depth", "messages waiting in the queue",
                                   labels=["queue"])
+        unknown = GaugeMetricFamily(
+            "scm_queue_depth_unknown", "1 for a queue whose depth the transport cannot tell",
+            labels=["queue", "reason"])
+        reason = broker.get("depth_unknown_reason") or "the broker did not answer"
         for name, count in (status.get("queues") or {}).items():
             if count is not None:
                 depth.add_metric([name], float(count))
+            else:
+                unknown.add_metric([name, reason], 1)
         yield depth
+        yield unknown
 
 
 class JobsCollector:

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.client_libraries import client_library_problem
 from app.strength import password_problem, secret_problem
+from app.transports import family, has_broadcast
 
 KNOWN_QUEUES = ("pdf_generation", "pdf_offset", "default")
 # SQLAlchemy URL schemes the job store runs on (drivers installed by requirements.txt).
@@ -237,6 +238,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CELERY_BROKER_TRANSPORT_OPTIONS: visibility_timeout must be a number above "
                 f"CELERY_WORKER_TIMEOUT ({self.CELERY_WORKER_TIMEOUT} s)")
+        return self
+
+    @model_validator(mode="after")
+    def _replies_need_a_result_backend(self):
+        # Without broadcast (SQS) worker health comes back as canary task results, and job
+        # progress always travels through the result backend.
+        if self.CELERY_BROKER_URL and not has_broadcast(self.CELERY_BROKER_URL) \
+                and not self.result_backend:
+            raise ValueError(
+                f"CELERY_BROKER_URL {family(self.CELERY_BROKER_URL)}:// carries no replies: "
+                "set CELERY_RESULT_BACKEND (e.g. redis://... or db+postgresql+psycopg://...)")
         return self
 
     @model_validator(mode="after")
