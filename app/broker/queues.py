@@ -89,6 +89,21 @@ def waiting_ids(celery_app, queues: list[str]) -> set[str]:
     return found
 
 
+def unacked_ids(celery_app) -> set[str]:
+    """Task ids and job ids of messages kombu keeps for redelivery (delivered to a
+    consumer, not acknowledged yet): in the broker still, though in no queue list."""
+    found: set[str] = set()
+    with celery_app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for raw in (channel.client.hvals(channel.unacked_key) or []):
+            try:
+                payload = json.loads(raw)[0]
+            except (TypeError, ValueError, IndexError):
+                continue
+            found.update(message_ids(json.dumps(payload)))
+    return found
+
+
 def take_back(celery_app, queue: str, ids: set[str]) -> set[str]:
     """Remove from `queue` the waiting messages whose task or job id is in `ids`;
     returns the ids of the messages removed (LREM: a worker can no longer get them)."""

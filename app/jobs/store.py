@@ -224,6 +224,12 @@ class JobStore:
         self._write(jobs.update().where(jobs.c.id == job_id, jobs.c.mode == "celery")
                     .values(dispatched_at=when or time.time()))
 
+    def note_queued(self, job_id: str, message: str) -> bool:
+        """Record a fact about a queued job in its message (e.g. the reconciler's one
+        re-send of a lost message, which a second loss reads)."""
+        return self._write(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued")
+                           .values(message=message)) == 1
+
     def touch_queued(self, job_ids: Iterable[str]) -> None:
         """Keep the journal entries of jobs waiting in a live thread pool fresh."""
         now = time.time()
