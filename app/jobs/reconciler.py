@@ -60,7 +60,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from app.broker import is_redis_url
 from app.broker import queues as broker_queues
-from app.jobs.cleanup import cleanup_expired
+from app.jobs.cleanup import periodic_cleanup
 from app.jobs.dispatch import Dispatcher
 from app.jobs.holders import holder_is_dead
 from app.jobs.lost_messages import RESENT_LOST, LostMessages
@@ -198,10 +198,7 @@ class Reconciler:
                      len(released))
         if now - self._last_cleanup >= self.cleanup_interval:
             self._last_cleanup = now
-            try:
-                cleanup_expired(self.settings, self.store, now=now)
-            except Exception:
-                log.exception("cleanup of expired outputs failed")
+            periodic_cleanup(self.settings, self.store, self.dispatcher.celery, now)
         if any(report.values()):
             log.warning("reconciler re-dispatched jobs: %s", report)
         return report
