@@ -16,9 +16,13 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry, generate_latest
 
+from app.metrics import SupervisorCollector
+from app.supervisor.api import HANDLE_KEY
 from tests.conftest import free_port, make_settings
 from tests.supervisor.conftest import client_app, managers, no_leftovers  # noqa: F401
+from tests.web.test_metrics import samples
 
 RABBIT = "127.0.0.1:5672"
 
@@ -83,3 +87,17 @@ def sqs_settings(tmp_path, port: int, result_backend: str, **overrides):
         CELERY_RESTART_DELAY=0.2, CELERY_STOP_TIMEOUT=10)
     values.update(overrides)
     return make_settings(tmp_path, **values)
+
+
+class _App:
+    """The one thing SupervisorCollector reads: the manager handle's status()."""
+
+    def __init__(self, manager):
+        self.extensions = {HANDLE_KEY: manager}
+
+
+def scrape(manager) -> dict:
+    """The supervisor metrics of a real manager, parsed: {(name, labels): value}."""
+    registry = CollectorRegistry()
+    registry.register(SupervisorCollector(_App(manager)))
+    return samples(generate_latest(registry).decode())

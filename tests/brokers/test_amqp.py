@@ -12,17 +12,14 @@ import sys
 import time
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 
 from app.jobs.lost_messages import PURGED_BY_HAND
 from app.jobs.reconciler import PURGED_ERROR
-from app.metrics import SupervisorCollector
-from app.supervisor.api import HANDLE_KEY
+from tests.brokers.conftest import scrape
 from tests.conftest import make_settings, wait_for
 from tests.jobs.conftest import ROOT
 from tests.supervisor.conftest import all_running, worker
 from tests.supervisor.test_jobs_integration import JobSystem, valid_pdf
-from tests.web.test_metrics import samples
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -34,19 +31,6 @@ def amqp_settings(tmp_path, vhost_url: str, result_backend: str, **overrides):
               "CELERY_QUEUES": "default", "CELERY_CONCURRENCY": 1}
     values.update(overrides)
     return make_settings(tmp_path, **values)
-
-
-class _App:
-    """The one thing SupervisorCollector reads: the manager handle's status()."""
-
-    def __init__(self, manager):
-        self.extensions = {HANDLE_KEY: manager}
-
-
-def scrape(manager) -> dict:
-    registry = CollectorRegistry()
-    registry.register(SupervisorCollector(_App(manager)))
-    return samples(generate_latest(registry).decode())
 
 
 def test_depths_in_status_and_metrics_and_a_stalled_consumer_is_restarted(

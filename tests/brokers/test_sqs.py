@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from tests.brokers.conftest import sqs_settings
+from tests.brokers.conftest import scrape, sqs_settings
 from tests.conftest import wait_for
 from tests.supervisor.conftest import all_running, worker
 from tests.supervisor.test_jobs_integration import JobSystem, valid_pdf
@@ -31,7 +31,11 @@ def test_workers_reach_running_and_health_is_healthy(tmp_path, moto_sqs, redis_s
     assert status["broker"]["transport"] == "sqs"
     assert status["broker"]["responsiveness"] == "canary"
     assert status["queues"] == {"default": None, "pdf_offset": None}
-    assert "ApproximateNumberOfMessages" in status["broker"]["depth_unknown_reason"]
+    reason = status["broker"]["depth_unknown_reason"]
+    assert "ApproximateNumberOfMessages" in reason
+    found = scrape(manager)
+    assert found[("scm_queue_depth_unknown", (("queue", "default"), ("reason", reason)))] == 1
+    assert not any(name == "scm_queue_depth" for name, _labels in found)
     trips = wait_for(lambda: status["broker"]["canary_round_trip_seconds"]
                      or manager.status()["broker"]["canary_round_trip_seconds"], 10)
     assert set(trips) <= {w["name"] for w in status["workers"]}
