@@ -136,12 +136,15 @@ class Prober:
         started = time.time()
         names = [name for name, _ in targets]
         pending: frozenset[str] = frozenset()
+        client = self.client()
+        if client is None:
+            return None
         try:
             if self.canary_overdue_after is None:
-                answered = self.client().ping(names, self.ping_timeout)
+                answered = client.ping(names, self.ping_timeout)
             else:
-                canaries = self.client().canary_round(names, self.ping_timeout,
-                                                      self.canary_overdue_after)
+                canaries = client.canary_round(names, self.ping_timeout,
+                                               self.canary_overdue_after)
                 answered, pending = canaries.answered, frozenset(canaries.pending)
         except BrokerUnavailable as exc:
             self.log_uncounted(f"the ping round failed ({exc})")
