@@ -63,7 +63,7 @@ class CeleryWorkerManager:
         self.clock = clock
         self._choice = BrokerChoice(settings)
         self._broker_url = self._choice.broker_url
-        self.broker = monitor_for(self._broker_url)
+        self.broker = monitor_for(self._broker_url, settings.CELERY_BROKER_TRANSPORT_OPTIONS)
         self._client_factory = client_factory
         self._clients: dict[str, BrokerClient] = {}
         self._clients_lock = threading.Lock()
