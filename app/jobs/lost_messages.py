@@ -7,9 +7,10 @@ tell differs (app/transports.py), so "not waiting" is:
   message, which kombu or the manager restores): exact, by message id;
 * AMQP: its queue holds no ready message (passive declare), seen twice `lost_after` apart
   (a dead consumer's unacked message is requeued once RabbitMQ closes its connection);
-* SQS and other transports that cannot count: no job of that queue runs, seen twice
-  `lost_after` apart, and the publish is older than the visibility timeout (by then an
-  in-flight message of a dead consumer is visible again and would have been taken).
+* SQS and other transports that cannot count: no job of that queue runs or started in the
+  last `lost_after`, seen twice `lost_after` apart, and the publish is older than the
+  visibility timeout (by then an in-flight message of a dead consumer is visible again and
+  would have been taken).
 
 What a vanished job becomes (the behaviour operators expect of a purge):
 * the broker stayed up since the publish: a message does not leave a live broker's
@@ -82,8 +83,9 @@ class LostMessages:
         if self.kind == "amqp":
             with app.connection_for_write() as conn:  # type: ignore[attr-defined]
                 return QueueView(empty=broker_queues.passive_queue_size(conn, queue) == 0)
-        running = any(job.queue == queue for job in self.store.running_jobs())
-        return QueueView(empty=not running)
+        # Nothing to count: the queue is taken as empty only while no work flows there (no
+        # job of it running or started lately), so a backlog is never mistaken for a loss.
+        return QueueView(empty=not self.store.queue_busy(queue, time.time() - self.lost_after))
 
     def published_before(self, now: float) -> float:
         """Only jobs published before this can have vanished."""

@@ -355,6 +355,14 @@ class JobStore:
     def running_jobs(self) -> list[Job]:
         return self._select(jobs.c.status == "running")
 
+    def queue_busy(self, queue: str, since: float) -> bool:
+        """Whether a job of `queue` runs now or started after `since` (work flows there)."""
+        c = jobs.c
+        query = sa.select(c.id).where(c.queue == queue, sa.or_(
+            c.status == "running", c.started_at > since)).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def running_on(self, worker_node: str) -> list[Job]:
         return self._select(sa.and_(jobs.c.status == "running",
                                     jobs.c.worker_node == worker_node))
