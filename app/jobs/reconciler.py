@@ -272,8 +272,9 @@ class Reconciler:
         if not self._broker_up():
             # Broker down. Waiting is right for a short outage; after the grace period
             # the job runs in threads (a copy that comes back later finds it done).
-            return [self._resend(job) for job in self.store.queued_celery(
-                published_before=min(cutoff, time.time() - self.outage_grace))]
+            return [job_id for job in self.store.queued_celery(
+                published_before=min(cutoff, time.time() - self.outage_grace))
+                if (job_id := self._resend(job))]
         vanished: list[Job] = []
         started_at = None
         try:
