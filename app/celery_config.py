@@ -13,6 +13,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from app.settings import KNOWN_QUEUES, Settings, SettingsError
+from app.transports import has_broadcast
 
 TASK_GENERATE = "scm.generate_sheets"
 TASK_OFFSET = "scm.offset_sheets"
@@ -75,8 +76,9 @@ def parse_rate_limits(text: str | None) -> dict[str, str]:
 
 
 def _transport_options(settings: Settings, role: str) -> dict:
+    """Our defaults, then the operator's CELERY_BROKER_TRANSPORT_OPTIONS over them."""
     client = role == "client"
-    return {
+    defaults = {
         # Same value for broker and result backend: Celery reads it in both places and
         # a mismatch makes one side redeliver while the other still counts it running.
         "visibility_timeout": settings.visibility_timeout,
@@ -91,6 +93,18 @@ def _transport_options(settings: Settings, role: str) -> dict:
         "unacked_restore_interval": 10,
         "unacked_restore_throttle": 3,
     }
+    return {**defaults, **settings.CELERY_BROKER_TRANSPORT_OPTIONS}
+
+
+def _result_backend_options(settings: Settings, role: str) -> dict:
+    """Our defaults, then CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS over them."""
+    client = role == "client"
+    defaults = {
+        "visibility_timeout": settings.visibility_timeout,
+        "retry_policy": {"max_retries": 1 if client else 5, "interval_start": 0,
+                         "interval_step": 0.2, "interval_max": 1},
+    }
+    return {**defaults, **settings.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS}
 
 
 def make_celery(settings: Settings, *, role: str = "worker") -> Celery:
@@ -141,11 +155,10 @@ def make_celery(settings: Settings, *, role: str = "worker") -> Celery:
         worker_max_memory_per_child=settings.CELERY_MAX_MEMORY_MB * 1024,  # KiB
         # Broker connection.
         broker_transport_options=transport,
-        result_backend_transport_options={
-            "visibility_timeout": settings.visibility_timeout,
-            "retry_policy": {"max_retries": 1 if client else 5, "interval_start": 0,
-                             "interval_step": 0.2, "interval_max": 1},
-        },
+        result_backend_transport_options=_result_backend_options(settings, role),
+        # Without broadcast (SQS) each worker also consumes a queue of its own, where the
+        # manager's canary health checks go (app/broker/canary.py).
+        worker_direct=not has_broadcast(broker),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2.0 if client else 4.0,
         # Workers reconnect forever (an outage must not make them exit); the web side

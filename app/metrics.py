@@ -87,12 +87,25 @@ class SupervisorCollector:
             pool.add_metric(key, float(worker.get("pool_size") or 0))
         yield from (up, state, restarts, rss, memory, cpu, responsive, pool)
 
-        depth = GaugeMetricFamily("scm_queue_depth", "messages waiting in the queue",
-                                  labels=["queue"])
-        for name, count in (status.get("queues") or {}).items():
-            if count is not None:
-                depth.add_metric([name], float(count))
-        yield depth
+        yield from _queue_depths(status, broker)
+
+
+def _queue_depths(status: dict, broker: dict):
+    """Depth per queue; a queue whose depth is null gets scm_queue_depth_unknown with why
+    (the transport cannot count, e.g. SQS, or the broker did not answer)."""
+    depth = GaugeMetricFamily("scm_queue_depth", "messages waiting in the queue",
+                              labels=["queue"])
+    unknown = GaugeMetricFamily(
+        "scm_queue_depth_unknown", "1 for a queue whose depth the transport cannot tell",
+        labels=["queue", "reason"])
+    reason = broker.get("depth_unknown_reason") or "the broker did not answer"
+    for name, count in (status.get("queues") or {}).items():
+        if count is not None:
+            depth.add_metric([name], float(count))
+        else:
+            unknown.add_metric([name, reason], 1)
+    yield depth
+    yield unknown
 
 
 class JobsCollector:

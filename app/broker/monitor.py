@@ -50,8 +50,12 @@ class BrokerMonitor:
     def __init__(self, url: str | None, timeout: float = 0.5, *, ttl: float = 1.0,
                  fall_after: int = 2, rise_after: int = 1,
                  clock: Callable[[], float] = time.monotonic,
-                 probe: Callable[[], None] | None = None):
+                 probe: Callable[[], None] | None = None,
+                 transport_options: dict | None = None):
         self.url = url
+        # The operator's CELERY_BROKER_TRANSPORT_OPTIONS (SQS region, predefined queues...):
+        # without them a probe may ask the wrong endpoint or need rights it lacks.
+        self.transport_options = dict(transport_options or {})
         self.timeout = timeout
         self.ttl = ttl
         self.fall_after = max(1, fall_after)
@@ -173,7 +177,7 @@ class BrokerMonitor:
 
     def _kombu_connect(self) -> None:
         with Connection(self._configured_url(), connect_timeout=self.timeout,
-                        transport_options={"max_retries": 0}) as conn:
+                        transport_options={**self.transport_options, "max_retries": 0}) as conn:
             # The stub says int; kombu adds it to time() (retry_over_time): seconds, 0.5 too.
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
                                    timeout=self.timeout)  # type: ignore[arg-type]
@@ -197,7 +201,7 @@ _shared_pid: int | None = None
 _shared_lock = threading.Lock()
 
 
-def monitor_for(url: str | None) -> BrokerMonitor:
+def monitor_for(url: str | None, transport_options: dict | None = None) -> BrokerMonitor:
     """This process's one monitor for `url` (rebuilt after a fork: a redis client must
     not be shared with a parent)."""
     global _shared_pid
@@ -208,5 +212,6 @@ def monitor_for(url: str | None) -> BrokerMonitor:
             _shared_pid = os.getpid()
         monitor = _shared.get(key)
         if monitor is None:
-            monitor = _shared[key] = BrokerMonitor(url, timeout=0.5)
+            monitor = _shared[key] = BrokerMonitor(url, timeout=0.5,
+                                                   transport_options=transport_options)
         return monitor

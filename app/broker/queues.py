@@ -21,6 +21,24 @@ def queue_size(channel, name: str) -> int:
     return int(channel._size(name))
 
 
+def passive_queue_size(connection, name: str) -> int:
+    """Ready messages in `name` on AMQP: a passive queue_declare answers with the count
+    (no management plugin). A queue nobody declared yet holds nothing: 0. Each query
+    gets its own channel because a NOT_FOUND closes the channel it was asked on."""
+    channel = connection.channel()
+    try:
+        return int(channel.queue_declare(queue=name, passive=True).message_count)
+    except Exception as exc:
+        if "NOT_FOUND" in str(exc) or "404" in str(exc):
+            return 0
+        raise
+    finally:
+        try:
+            channel.close()
+        except Exception:  # closed by the broker after a NOT_FOUND
+            pass
+
+
 def purge_queue(channel, name: str) -> int:
     try:
         return int(channel.queue_purge(name) or 0)
@@ -68,6 +86,21 @@ def waiting_ids(celery_app, queues: list[str]) -> set[str]:
             for key in priority_keys(name):
                 for raw in client.lrange(key, 0, -1):
                     found.update(message_ids(raw))
+    return found
+
+
+def unacked_ids(celery_app) -> set[str]:
+    """Task ids and job ids of messages kombu keeps for redelivery (delivered to a
+    consumer, not acknowledged yet): in the broker still, though in no queue list."""
+    found: set[str] = set()
+    with celery_app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for raw in (channel.client.hvals(channel.unacked_key) or []):
+            try:
+                payload = json.loads(raw)[0]
+            except (TypeError, ValueError, IndexError):
+                continue
+            found.update(message_ids(json.dumps(payload)))
     return found
 
 

@@ -4,6 +4,9 @@ Works on STORAGE_DIR (uploads/, outputs/), which hosts share: whichever host run
 decides from the shared job store, so it never removes another host's live files.
 Called by the `cleanup_outputs` Celery task and by the reconciler's periodic tick.
 Never touches the files of a job that is still queued or running.
+
+The reconciler host also expires the result backend's rows (`expire_results`): Celery's
+own `celery.backend_cleanup` needs celery beat, which this deployment does not run.
 """
 from __future__ import annotations
 
@@ -91,3 +94,24 @@ def cleanup_expired(settings: Settings, store: JobStore, *, now: float | None = 
     if any(counts.values()):
         log.info("cleanup: %s", counts)
     return counts
+
+
+def expire_results(celery_app) -> None:
+    """Delete task results older than `result_expires` from the result backend: rows of
+    the database backend (db+postgresql...). Redis results carry a TTL of their own, so
+    for Redis (and backends without stored results) Celery's cleanup() does nothing."""
+    backend = getattr(celery_app, "backend", None) if celery_app is not None else None
+    if backend is not None:
+        backend.cleanup()
+
+
+def periodic_cleanup(settings: Settings, store: JobStore, celery_app, now: float) -> None:
+    """The reconciler's periodic housekeeping: expired files and records, then results."""
+    try:
+        cleanup_expired(settings, store, now=now)
+    except Exception:
+        log.exception("cleanup of expired outputs failed")
+    try:
+        expire_results(celery_app)
+    except Exception:
+        log.exception("expiring result-backend rows failed")

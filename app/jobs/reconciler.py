@@ -2,10 +2,9 @@
 
 Vanished means one of:
 * running, but its heartbeat is stale: the process running it died or froze;
-* queued on Celery, published a while ago, yet neither in the broker's queue nor known
-  to any live worker (reserved, active or scheduled): the broker lost it (Redis restarted
-  without its data) or a dead worker held it unacknowledged (on Redis that message would
-  only come back after the visibility timeout);
+* queued on Celery, published CELERY_LOST_AFTER ago, neither in the broker nor held by
+  a live worker: re-sent once if the broker lost it, failed if it was purged by hand
+  (app/jobs/lost_messages.py says how the two are told apart, on every broker);
 * queued but never handed to anyone (the web process died between record and publish),
   or journaled for a thread pool whose process is gone;
 * queued on Celery for a queue that has had no live consumer for CELERY_DRAIN_AFTER
@@ -23,9 +22,9 @@ Why no job can wait forever, case by case
   same loop iteration as the death or FAILED, and proxies ask it on every submission);
   what was queued before is drained to the fallback after CELERY_DRAIN_AFTER. A FAILED
   worker is retried after its cool-down, and a consumer that returns gets new jobs again.
-* Its message is lost (Redis restarted without its data, a publish that never landed):
-  after `lost_after` it is neither in the queue nor held by a live worker, and is sent
-  again; never-published and dead-pool journal entries go through `unpublished`.
+* Its message is lost (the broker restarted without its data): re-sent once after
+  `lost_after`, failed if lost again; never-published and dead-pool journal entries go
+  through `unpublished`.
 * The broker is down: dispatch runs new jobs in threads; jobs already published wait
   `outage_grace` (a short outage must not run everything twice), then run in threads.
 * The manager is down (its host process died): the lock passes to a process with
@@ -61,12 +60,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from app.broker import is_redis_url
 from app.broker import queues as broker_queues
-from app.jobs.cleanup import cleanup_expired
+from app.jobs.cleanup import periodic_cleanup
 from app.jobs.dispatch import Dispatcher
 from app.jobs.holders import holder_is_dead
+from app.jobs.lost_messages import RESENT_LOST, LostMessages
 from app.jobs.runner import LEASE_SECONDS
 from app.jobs.store import Job, JobStore
 from app.settings import Settings
+from app.transports import has_broadcast
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Reconciler:
 
     def __init__(self, settings: Settings, store: JobStore, dispatcher: Dispatcher, *,
                  interval: float | None = None, stale_after: float = LEASE_SECONDS + 5,
-                 lost_after: float = 60.0, outage_grace: float = 300.0,
+                 lost_after: float | None = None, outage_grace: float = 300.0,
                  inspect_timeout: float = 1.0, cleanup_interval: float = 600.0,
                  child_exit_wait: float = 3.0, drain_after: float | None = None):
         self.settings = settings
@@ -86,7 +87,10 @@ class Reconciler:
         self.dispatcher = dispatcher
         self.interval = interval or max(2.0, min(30.0, settings.CELERY_HEALTH_CHECK_INTERVAL))
         self.stale_after = stale_after        # heartbeat age that means "holder gone"
-        self.lost_after = lost_after          # a Celery job this long unseen is lost
+        # A Celery job this long unaccounted for has vanished (lost or purged).
+        self.lost_after = settings.CELERY_LOST_AFTER if lost_after is None else lost_after
+        self.lost = LostMessages(settings, store, lambda: dispatcher.celery,
+                                 self._recovered_at, self.lost_after)
         self.outage_grace = outage_grace      # broker down this long: run it in threads
         self.inspect_timeout = inspect_timeout
         self.cleanup_interval = cleanup_interval
@@ -186,7 +190,7 @@ class Reconciler:
                 "unpublished": [job.id for job in
                                 self.store.unpublished(stale_before=now - self.stale_after)
                                 if self._resend(job)],
-                "lost": self._resend_lost(now - self.lost_after),
+                "lost": self._sweep_vanished(now),
             }
             released = self.dispatcher.release_held()  # fair use (issue 12)
         if released:
@@ -194,10 +198,7 @@ class Reconciler:
                      len(released))
         if now - self._last_cleanup >= self.cleanup_interval:
             self._last_cleanup = now
-            try:
-                cleanup_expired(self.settings, self.store, now=now)
-            except Exception:
-                log.exception("cleanup of expired outputs failed")
+            periodic_cleanup(self.settings, self.store, self.dispatcher.celery, now)
         if any(report.values()):
             log.warning("reconciler re-dispatched jobs: %s", report)
         return report
@@ -264,6 +265,61 @@ class Reconciler:
             return []
         return self._resend_all(job for job in candidates
                                 if job.task_id not in held and self._still_queued(job))
+
+    def _sweep_vanished(self, now: float) -> list[str]:
+        """Queued Celery jobs whose message vanished: re-sent once when the broker lost
+        it, failed when it was purged by hand (app/jobs/lost_messages.py)."""
+        cutoff = self.lost.published_before(now)
+        queues = sorted({job.queue for job in self.store.queued_celery(published_before=cutoff)})
+        if not queues:
+            return []
+        if not self._broker_up():
+            # Broker down. Waiting is right for a short outage; after the grace period
+            # the job runs in threads (a copy that comes back later finds it done).
+            return [job_id for job in self.store.queued_celery(
+                published_before=min(cutoff, time.time() - self.outage_grace))
+                if (job_id := self._resend(job))]
+        vanished: list[Job] = []
+        started_at = None
+        try:
+            started_at = self.lost.broker_started_at()
+            for queue in queues:
+                vanished += self._vanished_in(queue, cutoff)
+        except Exception as exc:
+            log.info("reconciler: cannot read the broker queues (%s)", exc)
+            return []
+        sent = []
+        for job in self.lost.confirmed(vanished, now, exact=self.lost.kind == "redis"):
+            if not self._still_queued(job):
+                continue
+            verdict = self.lost.decide(job, started_at)
+            if verdict == "resend":
+                self.store.note_queued(job.id, RESENT_LOST)
+                sent.append(self._resend(self.store.get(job.id) or job))
+            elif self.store.fail_purged([(job.id, job.task_id)], verdict):
+                log.warning("job %s failed: %s", job.id, verdict)
+        return [job_id for job_id in sent if job_id]
+
+    def _vanished_in(self, queue: str, cutoff: float) -> list[Job]:
+        """Jobs of `queue` published before `cutoff` that neither the broker nor a live
+        worker holds. The store is read after the broker (see mark_published)."""
+        snapshot_at = time.time()
+        view = self.lost.view(queue)
+        candidates = [job for job in self.store.queued_celery(
+            published_before=min(cutoff, snapshot_at), queue=queue) if not view.may_hold(job)]
+        if not candidates:
+            return []
+        held: set[str] | None = set()
+        if has_broadcast(self.settings.broker_url):
+            held = self._held_by_workers([job.task_id for job in candidates if job.task_id])
+        if held is None:
+            return []
+        return [job for job in candidates if job.task_id not in held]
+
+    def _recovered_at(self) -> float | None:
+        monitor = self.dispatcher.broker_monitor
+        recovered = getattr(monitor, "recovered_at", None)
+        return recovered() if callable(recovered) else None
 
     # --- after an administrator's purge -------------------------------------------------
     def fail_purged(self, queues: Iterable[str], *, purge_started: float,

@@ -225,6 +225,12 @@ class JobStore:
         self._write(jobs.update().where(jobs.c.id == job_id, jobs.c.mode == "celery")
                     .values(dispatched_at=when or time.time()))
 
+    def note_queued(self, job_id: str, message: str) -> bool:
+        """Record a fact about a queued job in its message (e.g. the reconciler's one
+        re-send of a lost message, which a second loss reads)."""
+        return self._write(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued")
+                           .values(message=message)) == 1
+
     def touch_queued(self, job_ids: Iterable[str]) -> None:
         """Keep the journal entries of jobs waiting in a live thread pool fresh."""
         now = time.time()
@@ -350,6 +356,14 @@ class JobStore:
     # (builtins.list: below JobStore.list, a bare `list` in an annotation names the method)
     def running_jobs(self) -> builtins.list[Job]:
         return self._select(jobs.c.status == "running")
+
+    def queue_busy(self, queue: str, since: float) -> bool:
+        """Whether a job of `queue` runs now or started after `since` (work flows there)."""
+        c = jobs.c
+        query = sa.select(c.id).where(c.queue == queue, sa.or_(
+            c.status == "running", c.started_at > since)).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
 
     def running_on(self, worker_node: str) -> builtins.list[Job]:
         return self._select(sa.and_(jobs.c.status == "running",

@@ -56,7 +56,8 @@ class Runtime:
         settings = self.settings
         store = store_for(settings.database_url)
         fallback = ThreadFallback(settings, store)
-        monitor = monitor_for(settings.broker_url) if settings.broker_url else None
+        monitor = monitor_for(settings.broker_url, settings.CELERY_BROKER_TRANSPORT_OPTIONS) \
+            if settings.broker_url else None
         dispatcher = Dispatcher(settings, store, fallback, broker_monitor=monitor,
                                 worker_available=self.handle.worker_available)
         return JobServices(store=store, dispatcher=dispatcher, fallback=fallback,

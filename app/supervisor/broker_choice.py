@@ -14,6 +14,9 @@ REDIS_BOOT_TIMEOUT = 10.0
 
 class BrokerChoice:
     def __init__(self, settings: Settings):
+        # A manager built without load_settings (create_app(settings)) checks too: better
+        # one SettingsError now than workers crash-looping while jobs run in threads.
+        settings.require_client_libraries()
         self.embedded = EmbeddedRedis(settings) if settings.wants_embedded_redis else None
         self.threads_reason: str | None = None
         if self.embedded is not None and not self.embedded.available:

@@ -375,7 +375,8 @@ class ManagerHandle:
     # --- no manager at all -------------------------------------------------
     def _broker_monitor(self) -> BrokerMonitor | None:
         if self._broker is None and self.settings.broker_url:
-            self._broker = monitor_for(self.settings.broker_url)
+            self._broker = monitor_for(self.settings.broker_url,
+                                       self.settings.CELERY_BROKER_TRANSPORT_OPTIONS)
         return self._broker
 
     def _broker_up(self) -> bool:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from app import transports
 from app.broker import BrokerClient, BrokerUnavailable, monitor_for
 from app.settings import Settings, mask_url, parse_queues
 from app.supervisor.broker_choice import REDIS_BOOT_TIMEOUT, BrokerChoice
@@ -62,7 +63,7 @@ class CeleryWorkerManager:
         self.clock = clock
         self._choice = BrokerChoice(settings)
         self._broker_url = self._choice.broker_url
-        self.broker = monitor_for(self._broker_url)
+        self.broker = monitor_for(self._broker_url, settings.CELERY_BROKER_TRANSPORT_OPTIONS)
         self._client_factory = client_factory
         self._clients: dict[str, BrokerClient] = {}
         self._clients_lock = threading.Lock()
@@ -82,7 +83,8 @@ class CeleryWorkerManager:
                                        request_exit=self._request_exit)
         self._prober = Prober(self.broker, lambda: self._client("scm-broker-prober"),
                               snapshot=lambda: self._snap, report=self._report,
-                              interval=settings.CELERY_HEALTH_CHECK_INTERVAL)
+                              interval=settings.CELERY_HEALTH_CHECK_INTERVAL,
+                              canary_overdue_after=self._canary_overdue_after())
         self._snap: dict = {}
         self._publish()
 
@@ -173,7 +175,8 @@ class CeleryWorkerManager:
             "workers": workers,
             "broker": {"url": mask_url(self._broker_url), "reachable": broker["reachable"],
                        "since": broker["since"], "last_error": broker["last_error"],
-                       "embedded": self._choice.embedded is not None, "process": redis},
+                       "embedded": self._choice.embedded is not None, "process": redis,
+                       **self._transport_facts()},
             "queues": self._queue_depths(snap["queues"], broker["reachable"]),
             "restarts_by_reason": dict(snap["totals"]),
             "concurrency": snap["concurrency"],
@@ -306,6 +309,8 @@ class CeleryWorkerManager:
             slot = self.fleet.slot_named(name)
             if slot is None or slot.pid != pid or slot.state not in (STARTING, RUNNING):
                 continue  # a different child by now, or already being handled
+            if name in event.pending:
+                continue  # a canary still on its way (busy pool): neither answer nor miss
             if name in event.answered:
                 slot.responsive = slot.answered = True
                 slot.ping_misses = 0
@@ -392,6 +397,27 @@ class CeleryWorkerManager:
             return self._admin_client().queue_depths(queues, timeout=1.0)
         except BrokerUnavailable:
             return dict.fromkeys(queues)
+
+    def _canary_overdue_after(self) -> float | None:
+        """None where broadcast pings work; else how long a canary may go unanswered: a
+        busy worker answers once a job ends, and Celery ends every job by its hard limit."""
+        if self._broker_url is None or transports.has_broadcast(self._broker_url):
+            return None
+        return self.settings.CELERY_WORKER_TIMEOUT + 2 * self.settings.CELERY_HEALTH_CHECK_INTERVAL
+
+    def _transport_facts(self) -> dict:
+        """How this broker is supervised, for status: transport, how responsiveness is
+        judged, and why queue depths are null when they are."""
+        canary = self._canary_overdue_after() is not None
+        facts: dict[str, Any] = {
+            "transport": transports.family(self._broker_url),
+            "responsiveness": "canary" if canary else "ping",
+            "depth_unknown_reason": transports.depth_unknown_reason(self._broker_url),
+        }
+        if canary:
+            client = self._clients.get("scm-broker-prober")
+            facts["canary_round_trip_seconds"] = client.canary_round_trips if client else {}
+        return facts
 
     def _uptime(self) -> float:
         if self._opened_at is None:

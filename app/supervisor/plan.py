@@ -5,6 +5,7 @@ the process factory the manager was given (a test passes a fake one).
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -83,6 +84,8 @@ def _env_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
         return ",".join(str(v) for v in value)
+    if isinstance(value, dict):  # the JSON settings (CELERY_*_TRANSPORT_OPTIONS)
+        return json.dumps(value)
     return str(value)
 
 

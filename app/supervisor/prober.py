@@ -33,6 +33,8 @@ class PingRound:
     targets: list[tuple[str, int]]   # (worker name, pid) asked
     answered: set[str]
     counted: bool                    # misses count (the broker itself answered)
+    # Canary mode: asked, not answered yet, not overdue either (neither answer nor miss).
+    pending: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,12 @@ class BrokerChanged:
 class Prober:
     def __init__(self, monitor: BrokerMonitor, client: Callable[[], BrokerClient | None], *,
                  snapshot: Callable[[], dict], report: Callable[[object], None],
-                 interval: float, stall_rounds: int = STALL_ROUNDS):
+                 interval: float, stall_rounds: int = STALL_ROUNDS,
+                 canary_overdue_after: float | None = None):
         self.monitor = monitor
+        # None: broadcast pings. A number: the transport has none (SQS), so canary tasks
+        # judge responsiveness, and one unanswered this long is a miss (app/broker/canary.py).
+        self.canary_overdue_after = canary_overdue_after
         self.client = client
         self.snapshot = snapshot
         self.report = report
@@ -128,15 +134,22 @@ class Prober:
     def _ping_round(self, targets: list[tuple[str, int]]) -> list[str] | None:
         """Ping `targets` and report the round; the names that missed (None: no round)."""
         started = time.time()
+        names = [name for name, _ in targets]
+        pending: frozenset[str] = frozenset()
         client = self.client()
         if client is None:
             return None
         try:
-            answered = client.ping([name for name, _ in targets], self.ping_timeout)
+            if self.canary_overdue_after is None:
+                answered = client.ping(names, self.ping_timeout)
+            else:
+                canaries = client.canary_round(names, self.ping_timeout,
+                                               self.canary_overdue_after)
+                answered, pending = canaries.answered, frozenset(canaries.pending)
         except BrokerUnavailable as exc:
             self.log_uncounted(f"the ping round failed ({exc})")
             return None
-        missed = [name for name, _ in targets if name not in answered]
+        missed = [name for name in names if name not in answered and name not in pending]
         counted = False
         if missed:
             # A miss counts only if the broker itself answers right now and has been
@@ -152,7 +165,7 @@ class Prober:
                        f"the broker came back less than {RECOVERY_GRACE:.0f}s ago"))
         if counted or not missed:
             self.counted_again()
-        self.report(PingRound(targets, answered, counted))
+        self.report(PingRound(targets, answered, counted, pending))
         return missed
 
     def log_uncounted(self, why: str) -> None:
@@ -220,6 +233,8 @@ class Prober:
     # --- who consumes what ------------------------------------------------------------------
     def refresh_consumers(self) -> dict[str, set[str]] | None:
         """Ask every live worker which queues it consumes; cached for CONSUMERS_TTL."""
+        if self.canary_overdue_after is not None:
+            return None  # no broadcast: nobody can be asked
         with self._consumers_lock:
             cached = self._consumers
             if cached is not None and time.monotonic() - cached[0] < CONSUMERS_TTL / 2:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from app.celery_config import make_celery
+from app.celery_config import TASK_HEALTH, make_celery
 from app.settings import load_settings
 
 settings = load_settings()
@@ -21,6 +21,12 @@ def _mark(path: str | None, text: str) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(f"{text} {os.getpid()} {time.time():.3f}\n")
+
+
+@celery.task(name=TASK_HEALTH, bind=True)
+def health_check(self) -> dict:
+    """The manager's canary where the broker has no broadcast (SQS)."""
+    return {"ok": True, "node": self.request.hostname, "pid": os.getpid()}
 
 
 @celery.task(name="sup.noop")
