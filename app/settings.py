@@ -109,6 +109,20 @@ class Settings(BaseSettings):
     # store, released in turns between users.
     JOB_IN_FLIGHT_PER_USER: int | None = Field(None, ge=1, le=1000)
 
+    # --- bounded jobs (app/cards/budget.py, app/jobs/limits.py) ----------------
+    # Memory one sheets job may use to decode its images. Unset: derived from
+    # CELERY_MAX_MEMORY_MB and the pdf_generation pool size. Checked at upload (400) and
+    # in the worker, which decodes no more images at once than it holds.
+    JOB_MEMORY_MB: int | None = Field(None, ge=16, le=1024 * 1024)
+    # The fallback (mode `threads`) runs each job in a child process: at most
+    # FALLBACK_MAX_JOBS at once per process (the rest wait, journaled), each with an
+    # address-space limit (unset: CELERY_MAX_MEMORY_MB), a time limit (unset:
+    # CELERY_WORKER_TIMEOUT) and a lower CPU priority.
+    FALLBACK_MAX_JOBS: int = Field(1, ge=1, le=64)
+    FALLBACK_MEMORY_MB: int | None = Field(None, ge=256, le=1024 * 1024)
+    FALLBACK_TIME_LIMIT: int | None = Field(None, ge=1, le=24 * 3600)
+    FALLBACK_NICE: int = Field(10, ge=0, le=19)
+
     # --- Celery workers and their supervisor ---------------------------------
     START_CELERY_WORKER: bool = False
     CELERY_CONCURRENCY: int = Field(3, ge=1, le=64)
@@ -236,6 +250,14 @@ class Settings(BaseSettings):
     @property
     def job_in_flight_per_user(self) -> int:
         return self.JOB_IN_FLIGHT_PER_USER or 2 * self.CELERY_CONCURRENCY
+
+    @property
+    def fallback_memory_mb(self) -> int:
+        return self.FALLBACK_MEMORY_MB or self.CELERY_MAX_MEMORY_MB
+
+    @property
+    def fallback_time_limit(self) -> int:
+        return self.FALLBACK_TIME_LIMIT or self.CELERY_WORKER_TIMEOUT
 
     @property
     def soft_time_limit(self) -> int:
