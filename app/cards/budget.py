@@ -67,7 +67,7 @@ def peak_bytes(width: int, height: int, mode: str, transparency: bool, file_byte
         return pixels * 4 * PEAK_PER_SAMPLE_OPAQUE + file_bytes
     if mode in _ALPHA_MODES or transparency:
         return pixels * 4 * PEAK_PER_SAMPLE_FLATTENED + file_bytes
-    samples = 1 if mode in ("1", "L") else max(3, len(Image.getmodebands(mode)))
+    samples = 1 if mode in ("1", "L") else max(3, Image.getmodebands(mode))
     return pixels * samples * PEAK_PER_SAMPLE_OPAQUE + file_bytes
 
 
