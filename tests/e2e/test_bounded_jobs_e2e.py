@@ -222,7 +222,9 @@ def test_fallback_runs_outside_the_web_server(start_server, big_images, tmp_path
     assert body["mode"] == "threads" and body["status"] == "failed", body
     assert body["error"] == ("this job needed more time than a fallback process may use "
                              "(limit 15 s)"), body
-    growth = {pid: peak[pid] - before[pid] for pid in hosts}
+    growth = {pid: round(peak[pid] - before[pid], 1) for pid in hosts}
+    print(f"RSS growth (MB) of the manager and gunicorn workers: {growth}; "
+          f"fallback child peak {child_peak:.0f} MB")
     assert max(growth.values()) < RSS_BOUND_MB, growth
     assert child_peak > 200, child_peak   # the decoding happened there
     wait_for(lambda: not _fallback_children(server), 10, 0.2, "the killed child to go")
