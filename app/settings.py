@@ -53,6 +53,25 @@ def parse_queues(queues) -> dict[str, int]:
     return weights
 
 
+def split_concurrency(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """Pool size per queue: proportional to weight (largest remainder), at least 1 each."""
+    if not weights:
+        return {}
+    if total <= len(weights):
+        return dict.fromkeys(weights, 1)
+    weight_sum = sum(weights.values())
+    ideal = {q: total * w / weight_sum for q, w in weights.items()}
+    sizes = {q: max(1, int(ideal[q])) for q in weights}
+    # Raising a tiny share to 1 may overshoot: take it back from the largest pools.
+    while sum(sizes.values()) > total:
+        biggest = max(sizes, key=lambda q: (sizes[q], -ideal[q]))
+        sizes[biggest] -= 1
+    by_remainder = sorted(weights, key=lambda q: ideal[q] - sizes[q], reverse=True)
+    for queue in by_remainder[:total - sum(sizes.values())]:
+        sizes[queue] += 1
+    return sizes
+
+
 class SettingsError(RuntimeError):
     """Configuration that cannot work; the message says which variable and why."""
 

@@ -13,6 +13,7 @@ retried), writing progress and the outcome to the job store itself.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import resource
@@ -20,14 +21,26 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 from app.settings import Settings
-from app.supervisor.shim import set_parent_death_signal
 
 MB = 1024 * 1024
 # Exit codes the parent reads (app.jobs.fallback_process).
 EXIT_ORPHANED = 3      # the parent was gone before the death signal was armed
 EXIT_OUT_OF_MEMORY = 90
+
+
+def _arm_parent_death_signal() -> None:
+    """PR_SET_PDEATHSIG through the supervisor's exec shim, loaded as the standalone
+    script it is: importing the `app.supervisor` package would pull in its admin API
+    (Flask) and count against this process's address-space limit."""
+    path = Path(__file__).resolve().parents[1] / "supervisor" / "shim.py"
+    spec = importlib.util.spec_from_file_location("scm_exec_shim", path)
+    assert spec is not None and spec.loader is not None
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    shim.set_parent_death_signal(signal.SIGKILL)
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -69,7 +82,7 @@ def run(settings: Settings, job_id: str, node: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     if sys.platform.startswith("linux"):
-        set_parent_death_signal(signal.SIGKILL)
+        _arm_parent_death_signal()
     if os.getppid() != args.parent:
         return EXIT_ORPHANED
     settings = Settings.model_validate_json(sys.stdin.buffer.read())

@@ -9,8 +9,7 @@ fallback child, from the same settings, so an upload accepted here is not refuse
 from __future__ import annotations
 
 from app.cards.budget import MB, MemoryBudget
-from app.settings import Settings
-from app.supervisor.plan import split_concurrency
+from app.settings import Settings, split_concurrency
 
 SHEETS_QUEUE = "pdf_generation"
 # Measured (VmRSS / PSS with the card engine, pypdf, numpy and Pillow imported): what a
