@@ -56,4 +56,4 @@ def memory_overrun(limit_mb: int, where: str = "a worker") -> str:
 
 
 def time_overrun(limit_seconds: float, where: str = "a worker") -> str:
-    return f"this job needed more time than {where} may use (limit {limit_seconds:.0f} s)"
+    return f"this job needed more time than {where} may use (time limit {limit_seconds:.0f} s)"

@@ -23,6 +23,7 @@ from app.cards.budget import MemoryBudget
 from app.db import TRANSIENT_ERRORS
 from app.jobs import engine
 from app.jobs.holders import holder_is_dead
+from app.jobs.limits import time_overrun
 from app.jobs.store import Job, JobStore, store_for
 from app.settings import Settings
 
@@ -205,7 +206,8 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
             store.fail(job_id, token, message[:2000])
             return {"job_id": job_id, "status": "failed", "error": message}
         except Exception as exc:
-            message = _unexpected(store, job_id, token, exc, retry_transient)
+            message = _unexpected(store, job_id, token, exc, retry_transient,
+                                  time_limit=settings.soft_time_limit)
             return {"job_id": job_id, "status": "failed", "error": message}
     elapsed = f"done in {time.monotonic() - started:.1f} s"
     if not store.succeed(job_id, token, output_path=settings.storage_relative(path),
@@ -226,7 +228,7 @@ def _drop_output_of_failed(store: JobStore, job_id: str, path: Path) -> None:
 
 
 def _unexpected(store: JobStore, job_id: str, token: str, exc: Exception,
-                retry_transient: bool) -> str:
+                retry_transient: bool, *, time_limit: float) -> str:
     """Record an unexpected failure; returns the job's error (or raises to retry)."""
     if is_transient(exc):
         message = f"transient failure: {type(exc).__name__}: {exc}"
@@ -237,7 +239,7 @@ def _unexpected(store: JobStore, job_id: str, token: str, exc: Exception,
         store.fail(job_id, token, message[:2000])
         return message
     if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, without importing Celery
-        message = "the job exceeded its time limit"
+        message = time_overrun(time_limit)  # not retried: it would only time out again
     else:
         log.exception("job %s failed unexpectedly", job_id)
         message = f"internal error ({type(exc).__name__}); see the worker log"

@@ -221,7 +221,7 @@ def test_fallback_runs_outside_the_web_server(start_server, big_images, tmp_path
         time.sleep(0.2)
     assert body["mode"] == "threads" and body["status"] == "failed", body
     assert body["error"] == ("this job needed more time than a fallback process may use "
-                             "(limit 15 s)"), body
+                             "(time limit 15 s)"), body
     growth = {pid: round(peak[pid] - before[pid], 1) for pid in hosts}
     print(f"RSS growth (MB) of the manager and gunicorn workers: {growth}; "
           f"fallback child peak {child_peak:.0f} MB")
