@@ -17,7 +17,7 @@ from app.settings import Settings
 from app.supervisor.pidfile import StateFile
 from app.supervisor.plan import WorkerPlan, node_name, start_banner
 from app.supervisor.policy import RestartPolicy
-from app.supervisor.process import WorkerProcess
+from app.supervisor.process import ProcessStats, WorkerProcess
 from app.supervisor.worker_slot import (
     BACKOFF,
     FAILED,
@@ -293,20 +293,20 @@ class Fleet:
             if slot.kind != "worker" or slot.state != RUNNING or slot.stats is None:
                 continue
             if slot.stats.memory_bytes > limit:
-                self._memory_restart(slot)
+                self._memory_restart(slot, slot.stats)
 
-    def _memory_restart(self, slot: WorkerSlot) -> None:
+    def _memory_restart(self, slot: WorkerSlot, stats: ProcessStats) -> None:
         """Over the memory limit: the job running in its biggest process is failed first
         (the jobs side, told before the death, so it is not re-dispatched into the next
         worker), then a short warm stop and a restart that does not count toward FAILED
         (app.supervisor.worker_slot.restart_for)."""
         limit_mb = self.settings.CELERY_MAX_MEMORY_MB
-        used = slot.stats.memory_bytes / 1024 / 1024
+        used = stats.memory_bytes / 1024 / 1024
         log.warning("%s uses %.0f MB (limit %d MB): failing the job in pid %s, restarting",
-                    slot.name, used, limit_mb, slot.stats.biggest_pid)
+                    slot.name, used, limit_mb, stats.biggest_pid)
         slot.last_error = f"restarted for memory: {used:.0f} MB over the {limit_mb} MB limit"
         if self.on_overrun is not None:
-            self.on_overrun(slot, slot.stats.biggest_pid, "memory")
+            self.on_overrun(slot, stats.biggest_pid, "memory")
         self.restart_for(slot, "memory", stop_timeout=min(self.settings.CELERY_STOP_TIMEOUT,
                                                           MEMORY_STOP_TIMEOUT))
 

@@ -196,7 +196,7 @@ class WorkerProcess:
         memory = 0
         rss = 0
         counted = 0
-        biggest = (-1, None)
+        biggest: tuple[int, int | None] = (-1, None)
         for proc in tree:
             try:
                 cpu += proc.cpu_percent(None)
