@@ -22,12 +22,12 @@ from PIL import Image
 from app.cards.errors import CardError
 
 MB = 1024 * 1024
-# Peak bytes per decoded sample, measured with app.cards.images on 7000 x 7000 PNGs
-# (bench: tracemalloc-free RSS peak over the baseline): an image with transparency is
-# held as RGBA, copied for the white background, composited and converted to RGB
-# (~19 B/px for RGBA, i.e. ~4.8 per sample); an opaque one is decoded, copied into
-# numpy and resampled (~7.6 B/px for RGB, ~2.5 per sample). Rounded up.
-PEAK_PER_SAMPLE_FLATTENED = 5
+# Peak bytes per decoded sample, measured with app.cards.images (bench/budget.py: RSS
+# peak over the process's baseline): an image with transparency is held as RGBA, copied
+# for the white background, composited and converted to RGB (~19 B/px for RGBA, 4.8 per
+# sample); an opaque one is decoded, copied into numpy and resampled (~7.6 B/px for RGB,
+# 2.5 per sample). Rounded up with a margin, since a refusal is better than a kill.
+PEAK_PER_SAMPLE_FLATTENED = 6
 PEAK_PER_SAMPLE_OPAQUE = 3
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}

@@ -18,7 +18,7 @@ def test_the_cost_comes_from_the_header_and_the_mode(tmp_path):
     rgba = image_cost(_png(tmp_path / "a.png", (2000, 1000), "RGBA", (1, 2, 3, 4)), "a.png")
     rgb = image_cost(_png(tmp_path / "b.png", (2000, 1000), "RGB", (1, 2, 3)), "b.png")
     grey = image_cost(_png(tmp_path / "c.png", (2000, 1000), "L", 7), "c.png")
-    assert rgba.peak_bytes > 2_000_000 * 20 > rgb.peak_bytes > 2_000_000 * 9 > grey.peak_bytes
+    assert rgba.peak_bytes > 2_000_000 * 22 > rgb.peak_bytes > 2_000_000 * 9 > grey.peak_bytes
     assert (rgba.width, rgba.height, rgba.mode) == (2000, 1000, "RGBA")
 
 
@@ -27,7 +27,7 @@ def test_refusal_names_the_file_and_the_figures(tmp_path):
     with pytest.raises(CardError) as caught:
         check_fits(cost, MemoryBudget(16 * MB, "SOME_SETTING=1"))
     message = str(caught.value)
-    assert message.startswith("big.png needs about 39 MB") and "2000 x 1000 px, RGBA" in message
+    assert message.startswith("big.png needs about 46 MB") and "2000 x 1000 px, RGBA" in message
     assert "a job may use 16 MB (SOME_SETTING=1)" in message
 
 

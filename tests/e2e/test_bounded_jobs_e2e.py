@@ -114,7 +114,7 @@ def _start(start_server, **env):
 
 
 def test_one_user_cannot_take_the_sheet_worker_down(start_server, big_images):
-    """Seven uploads of twenty 7000 x 7000 RGBA PNGs: each image needs ~940 MB to decode,
+    """Seven uploads of twenty 7000 x 7000 RGBA PNGs: each image needs ~1.1 GB to decode,
     more than a job may use on a 1024 MB worker (CELERY_MAX_MEMORY_MB, the default), so
     every upload is refused with a 400 naming the file and the figures, before any pixel
     is decoded. The worker never sees them, and another user's job runs at once."""
@@ -132,7 +132,7 @@ def test_one_user_cannot_take_the_sheet_worker_down(start_server, big_images):
         error = response.json()["error"]
         assert error["code"] == "over_memory_budget"
         assert "rgba-" in error["message"] and "7000 x 7000 px, RGBA" in error["message"]
-        assert "needs about 940 MB" in error["message"]
+        assert "needs about 1127 MB" in error["message"]
         assert "a job may use 844 MB (CELERY_MAX_MEMORY_MB=1024" in error["message"]
     assert server.get("/api/jobs", headers=alice).json()["jobs"] == []
 
