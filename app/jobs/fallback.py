@@ -140,11 +140,11 @@ class ThreadFallback:
             with self._lock:
                 self._waiting.discard(job_id)
             try:
-                self._run_with_retries(job_id)
+                self._run(job_id)
             except Exception:  # one job's bug must not kill a pool thread
                 log.exception("thread fallback: job %s crashed its runner", job_id)
 
-    def _run_with_retries(self, job_id: str) -> None:
+    def _run(self, job_id: str) -> None:
         ended = self.jobs.run(job_id, pool_node(), self._closed)
         log.info("job %s in the fallback: %s", job_id, ended)
 
