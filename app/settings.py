@@ -57,6 +57,25 @@ def parse_queues(queues) -> dict[str, int]:
     return weights
 
 
+def split_concurrency(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """Pool size per queue: proportional to weight (largest remainder), at least 1 each."""
+    if not weights:
+        return {}
+    if total <= len(weights):
+        return dict.fromkeys(weights, 1)
+    weight_sum = sum(weights.values())
+    ideal = {q: total * w / weight_sum for q, w in weights.items()}
+    sizes = {q: max(1, int(ideal[q])) for q in weights}
+    # Raising a tiny share to 1 may overshoot: take it back from the largest pools.
+    while sum(sizes.values()) > total:
+        biggest = max(sizes, key=lambda q: (sizes[q], -ideal[q]))
+        sizes[biggest] -= 1
+    by_remainder = sorted(weights, key=lambda q: ideal[q] - sizes[q], reverse=True)
+    for queue in by_remainder[:total - sum(sizes.values())]:
+        sizes[queue] += 1
+    return sizes
+
+
 class SettingsError(RuntimeError):
     """Configuration that cannot work; the message says which variable and why."""
 
@@ -112,6 +131,20 @@ class Settings(BaseSettings):
     # Dispatched at once per user (unset: 2 x CELERY_CONCURRENCY); the rest wait in the
     # store, released in turns between users.
     JOB_IN_FLIGHT_PER_USER: int | None = Field(None, ge=1, le=1000)
+
+    # --- bounded jobs (app/cards/budget.py, app/jobs/limits.py) ----------------
+    # Memory one sheets job may use to decode its images. Unset: derived from
+    # CELERY_MAX_MEMORY_MB and the pdf_generation pool size. Checked at upload (400) and
+    # in the worker, which decodes no more images at once than it holds.
+    JOB_MEMORY_MB: int | None = Field(None, ge=16, le=1024 * 1024)
+    # The fallback (mode `threads`) runs each job in a child process: at most
+    # FALLBACK_MAX_JOBS at once per process (the rest wait, journaled), each with an
+    # address-space limit (unset: CELERY_MAX_MEMORY_MB), a time limit (unset:
+    # CELERY_WORKER_TIMEOUT) and a lower CPU priority.
+    FALLBACK_MAX_JOBS: int = Field(1, ge=1, le=64)
+    FALLBACK_MEMORY_MB: int | None = Field(None, ge=256, le=1024 * 1024)
+    FALLBACK_TIME_LIMIT: int | None = Field(None, ge=1, le=24 * 3600)
+    FALLBACK_NICE: int = Field(10, ge=0, le=19)
 
     # --- Celery workers and their supervisor ---------------------------------
     START_CELERY_WORKER: bool = False
@@ -287,6 +320,14 @@ class Settings(BaseSettings):
     @property
     def job_in_flight_per_user(self) -> int:
         return self.JOB_IN_FLIGHT_PER_USER or 2 * self.CELERY_CONCURRENCY
+
+    @property
+    def fallback_memory_mb(self) -> int:
+        return self.FALLBACK_MEMORY_MB or self.CELERY_MAX_MEMORY_MB
+
+    @property
+    def fallback_time_limit(self) -> int:
+        return self.FALLBACK_TIME_LIMIT or self.CELERY_WORKER_TIMEOUT
 
     @property
     def soft_time_limit(self) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cards.bleed import EdgeKey, Edges
+from app.cards.budget import MemoryBudget, image_cost, parallel_within
 from app.cards.errors import CardError
 from app.cards.images import Demand, PreparedImage, Spool, prepare_image
 from app.cards.inputs import CardFiles, collect
@@ -93,7 +94,8 @@ def plan_pages(layout: Layout, singles: list[str], doubles: list[str], *,
 
 def generate_sheets(*, front_dir, output, back_dir=None, double_sided_dir=None, back_file=None,
                     options: SheetOptions | None = None, max_image_pixels=50_000_000,
-                    progress: ProgressCallback | None = None, **option_values) -> SheetResult:
+                    progress: ProgressCallback | None = None,
+                    memory_budget: MemoryBudget | None = None, **option_values) -> SheetResult:
     """Lay the card images out on printable sheets and write the PDF to `output`.
 
     front_dir is searched recursively; back_dir holds the common back (back_file picks
@@ -102,6 +104,7 @@ def generate_sheets(*, front_dir, output, back_dir=None, double_sided_dir=None, 
     as keywords (card_size="poker", ppi=600, ...). Everything the user can get wrong raises
     CardError; inputs are never modified; `output` appears complete or not at all.
     progress(fraction, message) is called per image and per page and may raise to cancel.
+    With `memory_budget`, no more images are decoded at once than it holds (app.cards.budget).
     """
     report = Progress(progress)
     report(0.0, "Checking options")
@@ -126,7 +129,7 @@ def generate_sheets(*, front_dir, output, back_dir=None, double_sided_dir=None, 
     spool = Spool()
     try:
         images = _load_images(pages, files, layout, crop_spec, extend, ppi, quality, max_pixels,
-                              spool, report.span(0.0, 0.7, 1))
+                              spool, report.span(0.0, 0.7, 1), memory_budget)
         warnings += _aspect_warnings(pages, images, layout, crop_spec)
         writer = SheetWriter(title=label_name)
         embedded = _lay_out(writer, pages, images, layout, crop_spec, extend, label_name,
@@ -183,7 +186,7 @@ def _edge_key(layout: Layout, placement: Placement, crop: Crop | None, extend: i
 
 
 def _load_images(pages, files, layout, crop, extend, ppi, quality, max_pixels, spool,
-                 report) -> dict[CardRef, PreparedImage]:
+                 report, memory_budget=None) -> dict[CardRef, PreparedImage]:
     """Load every image that appears on a page, in parallel, in page order."""
     paths = _paths(files)
     slot_px = (layout.card_w * ppi / 300, layout.card_h * ppi / 300)
@@ -200,6 +203,9 @@ def _load_images(pages, files, layout, crop, extend, ppi, quality, max_pixels, s
     for ref in demands:
         jobs.setdefault(same[paths[ref][0]], []).append(ref)
     workers = min(4, os.cpu_count() or 1, max(1, len(jobs)))
+    if memory_budget is not None:  # before any decoding; CardError if one cannot fit
+        costs = [image_cost(path, paths[refs[0]][1]) for path, refs in jobs.items()]
+        workers = parallel_within(costs, memory_budget, workers)
     loaded: dict[CardRef, PreparedImage] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cards-load") as pool:
         futures: list[tuple[list[CardRef], Future]] = []

@@ -21,6 +21,7 @@ from app.errors import APIError
 from app.jobs.engine import OffsetJobParams, SheetJobParams
 from app.jobs.fair_use import fair_use_checked  # fair use (issue 12)
 from app.jobs.job_services import ServicesProvider, provide_services, services
+from app.jobs.limits import job_budget
 from app.jobs.names import JOB_STATUSES
 from app.jobs.presentation import download_name, extra_view
 from app.jobs.store import Job, new_job_id
@@ -154,11 +155,10 @@ def submit_sheets():
     job_id = new_job_id()
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     with Staging(settings.uploads_dir, job_id) as staging:
-        pixels = settings.MAX_IMAGE_PIXELS
-        front_names = save_images(staging, fronts, "fronts", "fronts", max_pixels=pixels)
-        save_images(staging, backs, "back", "back", max_pixels=pixels)
-        double_names = save_images(staging, doubles, "double_sided", "double_sided",
-                                   max_pixels=pixels)
+        limits = {"max_pixels": settings.MAX_IMAGE_PIXELS, "budget": job_budget(settings)}
+        front_names = save_images(staging, fronts, "fronts", "fronts", **limits)
+        save_images(staging, backs, "back", "back", **limits)
+        double_names = save_images(staging, doubles, "double_sided", "double_sided", **limits)
         unmatched = sorted(set(double_names) - set(front_names))
         if unmatched:
             shown = ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")

@@ -16,8 +16,10 @@ from typing import Any, Generic, TypeVar
 from pydantic import Field
 
 from app.cards import calibration_sheet, generate_sheets, offset_pdf
+from app.cards.budget import MemoryBudget
 from app.cards.errors import CardError
 from app.cards.models import CalibrationOptions, OffsetOptions, Options, SheetOptions
+from app.jobs.limits import job_budget
 from app.settings import Settings
 
 # Exceptions that mean "the user's input is wrong": the job fails at once with the
@@ -51,7 +53,10 @@ class JobKind(Generic[P]):
     one-line summary for the job's message; `inputs` is the job's upload folder."""
 
     params: type[P]
-    make: Callable[[Path, P, Path, Progress, Settings], str]
+    make: Callable[..., str]
+    # Decodes images: `make` takes the memory budget as a sixth argument (None: a
+    # Celery worker's).
+    budgeted: bool = False
 
 
 def _summary(text: str, warnings: list[str]) -> str:
@@ -66,7 +71,7 @@ def _folder(path: Path) -> Path | None:
 
 
 def _sheets(inputs: Path, params: SheetJobParams, output: Path, progress: Progress,
-            settings: Settings) -> str:
+            settings: Settings, budget: MemoryBudget | None = None) -> str:
     shift = params.printer_offset
     target = output.with_name(f".{output.name}.unshifted") if shift else output
     try:
@@ -75,6 +80,7 @@ def _sheets(inputs: Path, params: SheetJobParams, output: Path, progress: Progre
             double_sided_dir=_folder(inputs / "double_sided"), output=target,
             options=params.model_copy(update={"printer_offset": None}),
             max_image_pixels=settings.MAX_IMAGE_PIXELS,
+            memory_budget=budget or job_budget(settings),
             progress=_scaled(progress, 0.0, 0.9 if shift else 1.0))
         summary = f"{result.sheets} sheet(s), {result.pages} page(s), {result.cards} card(s)"
         warnings = list(result.warnings)
@@ -112,17 +118,21 @@ def _calibration(inputs: Path, params: CalibrationOptions, output: Path, progres
 
 
 KINDS: dict[str, JobKind[Any]] = {
-    "sheets": JobKind(SheetJobParams, _sheets),
+    "sheets": JobKind(SheetJobParams, _sheets, budgeted=True),
     "offset": JobKind(OffsetJobParams, _offset),
     "calibration": JobKind(CalibrationOptions, _calibration),
 }
 
 
 def make_pdf(kind: str, stored_params: dict, inputs: Path, output: Path, progress: Progress,
-             *, settings: Settings) -> str:
-    """Validate a job's stored params into its kind's model and let the engine write `output`."""
+             *, settings: Settings, memory_budget: MemoryBudget | None = None) -> str:
+    """Validate a job's stored params into its kind's model and let the engine write `output`.
+
+    Sheets jobs decode within `memory_budget` (default: a Celery worker's, app.jobs.limits)."""
     job_kind = KINDS.get(kind)
     if job_kind is None:
         raise CardError(f"unknown job kind {kind!r}")
     params = job_kind.params.parse(stored_params)
+    if job_kind.budgeted:
+        return job_kind.make(inputs, params, output, progress, settings, memory_budget)
     return job_kind.make(inputs, params, output, progress, settings)

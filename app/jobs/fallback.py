@@ -1,10 +1,13 @@
-"""The in-process thread pool that runs jobs while Celery cannot.
+"""The fallback (mode `threads`): runs jobs while Celery cannot.
 
-Started lazily on the first submission (`create_app()` starts nothing). Threads are
-daemons on purpose: `concurrent.futures.ThreadPoolExecutor` joins its threads at
-interpreter exit, so a shutting-down web process would wait for a long PDF job. We need
-not wait: every job here is journaled in the store before it is queued, and a job that
-dies with its process is resumed by the reconciler.
+A small pool of threads, started lazily on the first submission (`create_app()` starts
+nothing), takes journaled job ids in order; each thread hands its job to a supervised
+child process (app.jobs.fallback_process) and waits, so the card work never runs in the
+web server or the manager: at most FALLBACK_MAX_JOBS jobs at once per process, the rest
+wait in the queue, journaled. Threads are daemons on purpose: a shutting-down process
+need not wait for a long PDF job. Every job here is journaled in the store before it is
+queued, and a job that dies with its process is resumed by the reconciler at the next
+boot.
 """
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ import queue
 import socket
 import threading
 import time
+from typing import Protocol
 
 from app.jobs import runner
+from app.jobs.fallback_process import ChildJobs
 from app.jobs.holders import runner_name
 from app.jobs.store import JobStore
 from app.settings import Settings
@@ -32,16 +37,53 @@ def pool_node() -> str:
     return runner_name(f"threads@{socket.gethostname()}")
 
 
+class JobRunner(Protocol):
+    """Where a pool thread runs a job: `run` returns once the job is over for this
+    process, or soon after `stop` is set; `close` stops what still runs now (its jobs
+    stay journaled)."""
+
+    def run(self, job_id: str, node: str, stop: threading.Event) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessJobs:
+    """Runs the job in the calling thread: for tests whose fake job kinds exist only in
+    the test process. The web server and the manager use ChildJobs."""
+
+    def __init__(self, settings: Settings, store: JobStore):
+        self.settings, self.store = settings, store
+
+    def run(self, job_id: str, node: str, stop: threading.Event) -> str:
+        for attempt in range(runner.TRANSIENT_RETRIES + 1):
+            try:
+                result = runner.run_job(self.settings, job_id, runner=node, worker_node=node,
+                                        store=self.store,
+                                        retry_transient=attempt < runner.TRANSIENT_RETRIES)
+            except runner.TransientJobError as exc:
+                delay = runner.retry_delay(attempt)
+                log.warning("job %s: %s; retry %d in %.1f s", job_id, exc, attempt + 1, delay)
+                if stop.wait(delay):
+                    return "closed"
+                continue
+            return str(result.get("status"))
+        return "exited"
+
+    def close(self) -> None:
+        pass  # the job runs in a pool thread: it stops at its next retry wait
+
+
 class ThreadFallback:
-    """A bounded pool of daemon threads running `runner.run_job` for journaled job ids."""
+    """A bounded pool of daemon threads, each handing journaled job ids to `jobs`
+    (default: a supervised child process per job)."""
 
     def __init__(self, settings: Settings, store: JobStore, *, max_workers: int | None = None,
-                 keepalive_seconds: float = runner.HEARTBEAT_SECONDS):
+                 keepalive_seconds: float = runner.HEARTBEAT_SECONDS,
+                 jobs: JobRunner | None = None):
         self.settings = settings
         self.store = store
-        # Same budget as the Celery pool it stands in for, but never more than the cores.
-        self.max_workers = max_workers or max(1, min(settings.CELERY_CONCURRENCY,
-                                                     os.cpu_count() or 1))
+        self.max_workers = max_workers or settings.FALLBACK_MAX_JOBS
+        self.jobs: JobRunner = jobs or ChildJobs(settings, store)
         self.keepalive_seconds = keepalive_seconds
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -59,8 +101,10 @@ class ThreadFallback:
         self._queue.put(job_id)
 
     def shutdown(self, wait: float | None = None) -> None:
-        """Stop taking jobs; queued ones stay journaled for the next boot."""
+        """Stop taking jobs and kill the running ones' processes; queued and running jobs
+        stay journaled for the next boot."""
         self._closed.set()
+        self.jobs.close()
         for _ in self._threads:
             self._queue.put(_STOP)
         if wait:
@@ -96,25 +140,13 @@ class ThreadFallback:
             with self._lock:
                 self._waiting.discard(job_id)
             try:
-                self._run_with_retries(job_id)
+                self._run(job_id)
             except Exception:  # one job's bug must not kill a pool thread
                 log.exception("thread fallback: job %s crashed its runner", job_id)
 
-    def _run_with_retries(self, job_id: str) -> None:
-        name = pool_node()
-        for attempt in range(runner.TRANSIENT_RETRIES + 1):
-            last = attempt == runner.TRANSIENT_RETRIES
-            try:
-                result = runner.run_job(self.settings, job_id, runner=name, worker_node=name,
-                                        store=self.store, retry_transient=not last)
-            except runner.TransientJobError as exc:
-                delay = runner.retry_delay(attempt)
-                log.warning("job %s: %s; retry %d in %.1f s", job_id, exc, attempt + 1, delay)
-                if self._closed.wait(delay):
-                    return  # shutting down: the journal keeps the job for the next boot
-                continue
-            log.info("job %s in threads: %s", job_id, result.get("status"))
-            return
+    def _run(self, job_id: str) -> None:
+        ended = self.jobs.run(job_id, pool_node(), self._closed)
+        log.info("job %s in the fallback: %s", job_id, ended)
 
     def _keep_journal_fresh(self) -> None:
         # Jobs waiting in this pool have no heartbeat of their own; refreshing their

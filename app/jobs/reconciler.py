@@ -63,6 +63,7 @@ from app.broker import queues as broker_queues
 from app.jobs.cleanup import periodic_cleanup
 from app.jobs.dispatch import Dispatcher
 from app.jobs.holders import holder_is_dead
+from app.jobs.limits import time_overrun
 from app.jobs.lost_messages import RESENT_LOST, LostMessages
 from app.jobs.runner import LEASE_SECONDS
 from app.jobs.store import Job, JobStore
@@ -226,7 +227,7 @@ class Reconciler:
                 # Celery killed it at the hard limit (the soft one did not stop it): a
                 # rerun would only be killed again.
                 self.store.break_lease(job.id, lease=job.lease,
-                                       fail="the job exceeded its time limit")
+                                       fail=time_overrun(self.settings.soft_time_limit))
             elif self.store.break_lease(job.id, lease=job.lease,
                                         message="requeued: its runner stopped responding"):
                 sent.extend(self._resend_all([job]))

@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app.cards.budget import MemoryBudget
 from app.db import TRANSIENT_ERRORS
 from app.jobs import engine
 from app.jobs.holders import holder_is_dead
+from app.jobs.limits import time_overrun
 from app.jobs.store import Job, JobStore, store_for
 from app.settings import Settings
 
@@ -77,7 +79,8 @@ def output_path(settings: Settings, job_id: str) -> Path:
     return settings.outputs_dir / f"{job_id}.pdf"
 
 
-def produce(settings: Settings, job: Job, progress: Progress | None) -> tuple[Path, str]:
+def produce(settings: Settings, job: Job, progress: Progress | None,
+            memory_budget: MemoryBudget | None = None) -> tuple[Path, str]:
     """The job's PDF and a one-line summary for its message.
 
     The card engine writes the final path directly: every engine entry point writes
@@ -88,7 +91,7 @@ def produce(settings: Settings, job: Job, progress: Progress | None) -> tuple[Pa
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
     final = output_path(settings, job.id)
     summary = engine.make_pdf(job.kind, job.params, upload_dir(settings, job.id), final,
-                              progress, settings=settings)
+                              progress, settings=settings, memory_budget=memory_budget)
     return final, summary or ""
 
 
@@ -164,7 +167,8 @@ class _LeaseKeeper:
 def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress | None = None,
             worker_node: str | None = None, store: JobStore | None = None,
             retry_transient: bool = False, lease_seconds: float = LEASE_SECONDS,
-            heartbeat_seconds: float = HEARTBEAT_SECONDS) -> dict:
+            heartbeat_seconds: float = HEARTBEAT_SECONDS,
+            memory_budget: MemoryBudget | None = None) -> dict:
     """Run job `job_id` once, idempotently. Returns {"job_id", "status", ...}.
 
     `runner` names who runs it (recorded as the job's `worker`); `worker_node` is the
@@ -173,6 +177,7 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
     With `retry_transient`, a transient failure releases the job and raises
     TransientJobError so the caller can retry; otherwise it fails the job.
     A permanent failure marks the job failed and returns status "failed" with "error".
+    Sheets jobs decode within `memory_budget` (default: a Celery worker's).
     """
     store = store or store_for(settings.database_url)
     claim = store.claim(job_id, worker=runner, worker_node=worker_node or runner,
@@ -196,7 +201,7 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
     started = time.monotonic()
     with _LeaseKeeper(store, job_id, token, progress, heartbeat_seconds) as keeper:
         try:
-            path, summary = produce(settings, job, keeper.progress)
+            path, summary = produce(settings, job, keeper.progress, memory_budget)
         except LeaseLost:
             log.warning("job %s: lease lost by %s; another run owns it now", job_id, runner)
             return {"job_id": job_id, "status": "running", "skipped": "lease_lost"}
@@ -205,7 +210,8 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
             store.fail(job_id, token, message[:2000])
             return {"job_id": job_id, "status": "failed", "error": message}
         except Exception as exc:
-            message = _unexpected(store, job_id, token, exc, retry_transient)
+            message = _unexpected(store, job_id, token, exc, retry_transient,
+                                  time_limit=settings.soft_time_limit)
             return {"job_id": job_id, "status": "failed", "error": message}
     elapsed = f"done in {time.monotonic() - started:.1f} s"
     if not store.succeed(job_id, token, output_path=settings.storage_relative(path),
@@ -226,7 +232,7 @@ def _drop_output_of_failed(store: JobStore, job_id: str, path: Path) -> None:
 
 
 def _unexpected(store: JobStore, job_id: str, token: str, exc: Exception,
-                retry_transient: bool) -> str:
+                retry_transient: bool, *, time_limit: float) -> str:
     """Record an unexpected failure; returns the job's error (or raises to retry)."""
     if is_transient(exc):
         message = f"transient failure: {type(exc).__name__}: {exc}"
@@ -237,7 +243,7 @@ def _unexpected(store: JobStore, job_id: str, token: str, exc: Exception,
         store.fail(job_id, token, message[:2000])
         return message
     if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, without importing Celery
-        message = "the job exceeded its time limit"
+        message = time_overrun(time_limit)  # not retried: it would only time out again
     else:
         log.exception("job %s failed unexpectedly", job_id)
         message = f"internal error ({type(exc).__name__}); see the worker log"

@@ -11,6 +11,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
+from app.cards.budget import MemoryBudget, check_fits, cost_of_open
+from app.cards.errors import CardError
 from app.cards.images import FORMATS
 from app.jobs.cleanup import STAGING_PREFIX
 from app.jobs.validation import bad, safe_relative_name
@@ -69,8 +71,10 @@ def present(files: list[FileStorage]) -> list[FileStorage]:
 
 
 def save_images(staging: Staging, files: list[FileStorage], folder: str, field: str, *,
-                max_pixels: int) -> list[str]:
-    """Save and check card images; returns their safe relative names."""
+                max_pixels: int, budget: MemoryBudget | None = None) -> list[str]:
+    """Save and check card images (pixel cap, and the job's memory budget: the worker
+    decodes images one at a time at worst, so a job fits when each image does); returns
+    their safe relative names."""
     names: list[str] = []
     seen: set[str] = set()      # file names, lower case
     folders: set[str] = set()   # every folder those names create, lower case
@@ -87,14 +91,16 @@ def save_images(staging: Staging, files: list[FileStorage], folder: str, field: 
         seen.add(key)
         folders.update(parents)
         path = staging.save(storage, f"{folder}/{name}", f"{field} file {storage.filename!r}")
-        check_image(path, f"{field} file {storage.filename!r}", max_pixels)
+        check_image(path, f"{field} file {storage.filename!r}", max_pixels, budget)
         names.append(name)
     return names
 
 
-def check_image(path: Path, label: str, max_pixels: int) -> None:
-    """Cheap submit-time check: a supported image format whose header reads and whose
-    size is within the pixel cap. Full decoding happens in the card engine."""
+def check_image(path: Path, label: str, max_pixels: int,
+                budget: MemoryBudget | None = None) -> None:
+    """Cheap submit-time check: a supported image format whose header reads, whose
+    size is within the pixel cap and whose decoding fits `budget`. Full decoding happens
+    in the card engine."""
     if path.stat().st_size == 0:
         raise bad(f"{label} is empty", "invalid_file")
     try:
@@ -107,12 +113,21 @@ def check_image(path: Path, label: str, max_pixels: int) -> None:
             if width * height > max_pixels:
                 raise bad(f"{label} has {width}x{height} pixels, over the limit of "
                           f"{max_pixels:,}", "invalid_file")
+            if budget is not None:
+                _check_budget(image, label, path, budget)
             image.verify()
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise bad(f"{label} is not an image (or is too large to open)", "invalid_file") \
             from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise bad(f"{label} is not a readable image ({exc})", "invalid_file") from None
+
+
+def _check_budget(image: Image.Image, label: str, path: Path, budget: MemoryBudget) -> None:
+    try:
+        check_fits(cost_of_open(image, label, path.stat().st_size), budget)
+    except CardError as exc:
+        raise bad(str(exc), "over_memory_budget") from None
 
 
 def save_pdf(staging: Staging, storage: FileStorage) -> Path:

@@ -18,6 +18,8 @@ from app.broker import monitor_for
 from app.jobs.dispatch import Dispatcher
 from app.jobs.fallback import ThreadFallback
 from app.jobs.job_services import JobServices
+from app.jobs.limits import memory_overrun
+from app.jobs.overrun import fail_overrun_jobs
 from app.jobs.store import store_for
 from app.runtime.hosting import Hosting
 from app.runtime.reconciler_seat import ReconcilerSeat
@@ -95,7 +97,8 @@ class Runtime:
 
     def new_manager(self, settings: Settings) -> CeleryWorkerManager:
         return CeleryWorkerManager(settings, on_worker_lost=self.on_worker_lost,
-                                   worker_app=self.worker_app, on_tick=self.on_tick)
+                                   worker_app=self.worker_app, on_tick=self.on_tick,
+                                   on_memory_overrun=self.on_memory_overrun)
 
     def _manager_opened(self, _manager) -> None:
         # Journaled thread-mode jobs of a crashed run first, then the periodic sweep.
@@ -107,6 +110,12 @@ class Runtime:
         the reconciler started - here or elsewhere - after the manager was built)."""
         return self.reconciler.for_this_process().redispatch_worker_jobs(
             worker_name, queue, **details)
+
+    def on_memory_overrun(self, worker_name: str, pid: int | None, limit_mb: int) -> list[str]:
+        """A worker went over its memory limit: fail the job that took it there (before
+        its death re-dispatches what it held), so no next worker gets it."""
+        return fail_overrun_jobs(self.jobs.store, worker_name, pid,
+                                 memory_overrun(limit_mb))
 
     def fail_purged_jobs(self, queues, *, purge_started: float,
                          purge_finished: float) -> dict[str, int]:

@@ -17,7 +17,7 @@ from app.settings import Settings
 from app.supervisor.pidfile import StateFile
 from app.supervisor.plan import WorkerPlan, node_name, start_banner
 from app.supervisor.policy import RestartPolicy
-from app.supervisor.process import WorkerProcess
+from app.supervisor.process import ProcessStats, WorkerProcess
 from app.supervisor.worker_slot import (
     BACKOFF,
     FAILED,
@@ -36,20 +36,25 @@ STARTSECS = 3.0           # alive this long with the broker down counts as RUNNI
 STALL_STOP_TIMEOUT = 5.0  # a stalled worker has no task: its warm stop is quick
 LOG_ROTATE_EVERY = 30.0
 
+MEMORY_STOP_TIMEOUT = 5.0  # over its memory limit: a short warm stop, then the kill
 # (slot, process, exit info) of a worker that died holding messages.
 LostHandler = Callable[[WorkerSlot, WorkerProcess, object], None]
+# (slot, pid of its biggest process, why): the job running there broke the worker's limit.
+OverrunHandler = Callable[[WorkerSlot, "int | None", str], None]
 
 
 class Fleet:
     def __init__(self, settings: Settings, plan: WorkerPlan, *, clock: Callable[[], float],
                  state_file: StateFile, on_lost: LostHandler | None = None,
                  redis_ready: Callable[[], bool] | None = None,
-                 broker_up: Callable[[], bool] = lambda: True):
+                 broker_up: Callable[[], bool] = lambda: True,
+                 on_overrun: OverrunHandler | None = None):
         self.settings = settings
         self.plan = plan
         self.clock = clock
         self.state_file = state_file
         self.on_lost = on_lost
+        self.on_overrun = on_overrun
         self.redis_ready = redis_ready
         self.broker_up = broker_up
         self.selector: selectors.BaseSelector | None = None
@@ -289,12 +294,22 @@ class Fleet:
             if slot.kind != "worker" or slot.state != RUNNING or slot.stats is None:
                 continue
             if slot.stats.memory_bytes > limit:
-                used = slot.stats.memory_bytes / 1024 / 1024
-                log.warning("%s uses %.0f MB (limit %d MB): graceful restart", slot.name,
-                            used, self.settings.CELERY_MAX_MEMORY_MB)
-                slot.last_error = (f"restarted for memory: {used:.0f} MB over the "
-                                   f"{self.settings.CELERY_MAX_MEMORY_MB} MB limit")
-                self.restart_for(slot, "memory")
+                self._memory_restart(slot, slot.stats)
+
+    def _memory_restart(self, slot: WorkerSlot, stats: ProcessStats) -> None:
+        """Over the memory limit: the job running in its biggest process is failed first
+        (the jobs side, told before the death, so it is not re-dispatched into the next
+        worker), then a short warm stop and a restart that does not count toward FAILED
+        (app.supervisor.worker_slot.restart_for)."""
+        limit_mb = self.settings.CELERY_MAX_MEMORY_MB
+        used = stats.memory_bytes / 1024 / 1024
+        log.warning("%s uses %.0f MB (limit %d MB): failing the job in pid %s, restarting",
+                    slot.name, used, limit_mb, stats.biggest_pid)
+        slot.last_error = f"restarted for memory: {used:.0f} MB over the {limit_mb} MB limit"
+        if self.on_overrun is not None:
+            self.on_overrun(slot, stats.biggest_pid, "memory")
+        self.restart_for(slot, "memory", stop_timeout=min(self.settings.CELERY_STOP_TIMEOUT,
+                                                          MEMORY_STOP_TIMEOUT))
 
     def _rotate_logs(self) -> None:
         for slot in self.all_slots():

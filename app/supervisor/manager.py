@@ -56,9 +56,12 @@ class CeleryWorkerManager:
                  process_factory: Callable[..., WorkerProcess] = WorkerProcess,
                  client_factory: ClientFactory = BrokerClient,
                  clock: Callable[[], float] = time.monotonic,
-                 on_tick: Callable[[], None] | None = None):
+                 on_tick: Callable[[], None] | None = None,
+                 on_memory_overrun: Callable[[str, int | None, int], Any] | None = None):
         self.settings = settings
         self.on_worker_lost = on_worker_lost
+        # (worker name, pid of its biggest process, limit MB): fail the job running there.
+        self.on_memory_overrun = on_memory_overrun
         self.worker_app = worker_app
         self.clock = clock
         self._choice = BrokerChoice(settings)
@@ -76,7 +79,8 @@ class CeleryWorkerManager:
         self.fleet = Fleet(settings, plan, clock=clock,
                            state_file=StateFile(settings.run_dir / "children.json"),
                            on_lost=self._worker_lost, redis_ready=self._choice.redis_answers,
-                           broker_up=lambda: self.broker.snapshot()["reachable"])
+                           broker_up=lambda: self.broker.snapshot()["reachable"],
+                           on_overrun=self._memory_overrun)
         self._loop = CommandLoop(step=self._step, next_wakeup=self._next_wakeup,
                                  publish=self._publish, clock=clock, on_tick=on_tick)
         self._commands = FleetCommands(settings, self.fleet, self._choice,
@@ -347,6 +351,14 @@ class CeleryWorkerManager:
         self.fleet.restart_for(slot, "hang", stop_timeout=min(
             self.settings.CELERY_STOP_TIMEOUT, STALL_STOP_TIMEOUT))
 
+    def _memory_overrun(self, slot: WorkerSlot, pid: int | None, _kind: str) -> None:
+        """On the hooks thread, in order before the death that follows: the jobs side
+        fails the job that drove the worker over its limit, so it is not re-dispatched."""
+        if self.on_memory_overrun is None or self._hooks is None:
+            return
+        self._hooks.submit(_call_hook, self.on_memory_overrun, slot.name, pid,
+                           self.settings.CELERY_MAX_MEMORY_MB)
+
     def _worker_lost(self, slot: WorkerSlot, proc: WorkerProcess, exit_info) -> None:
         """A worker died holding messages: bring them back now, not after the visibility timeout."""
         started = (proc.started_at or exit_info.time) - 1.0
@@ -423,6 +435,13 @@ class CeleryWorkerManager:
         if self._opened_at is None:
             return 0.0
         return round(time.monotonic() - self._opened_at, 3)
+
+
+def _call_hook(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("%s%s failed", getattr(fn, "__name__", fn), args)
 
 
 def _parsed(queues) -> dict[str, int]:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.settings import Settings
+from app.settings import Settings, split_concurrency  # noqa: F401 (its home was here)
 from app.supervisor.logfile import LogFile
 from app.supervisor.process import WorkerProcess
 from app.supervisor.redis_server import EmbeddedRedis
@@ -29,25 +29,6 @@ ProcessFactory = Callable[..., WorkerProcess]
 def node_name(queue: str) -> str:
     """What `-n <queue>@%h` expands to inside the worker."""
     return f"{queue}@{socket.gethostname()}"
-
-
-def split_concurrency(total: int, weights: dict[str, int]) -> dict[str, int]:
-    """Pool size per queue: proportional to weight (largest remainder), at least 1 each."""
-    if not weights:
-        return {}
-    if total <= len(weights):
-        return dict.fromkeys(weights, 1)
-    weight_sum = sum(weights.values())
-    ideal = {q: total * w / weight_sum for q, w in weights.items()}
-    sizes = {q: max(1, int(ideal[q])) for q in weights}
-    # Raising a tiny share to 1 may overshoot: take it back from the largest pools.
-    while sum(sizes.values()) > total:
-        biggest = max(sizes, key=lambda q: (sizes[q], -ideal[q]))
-        sizes[biggest] -= 1
-    by_remainder = sorted(weights, key=lambda q: ideal[q] - sizes[q], reverse=True)
-    for queue in by_remainder[:total - sum(sizes.values())]:
-        sizes[queue] += 1
-    return sizes
 
 
 def worker_argv(app_module: str, queue: str, pool_size: int, log_level: str) -> list[str]:

@@ -60,6 +60,7 @@ class ProcessStats:
     rss_bytes: int       # main process resident set
     memory_bytes: int    # whole tree, PSS (USS, then RSS, where PSS is unavailable)
     processes: int
+    biggest_pid: int | None = None   # the pool child (else main) with the largest share
 
 
 def signal_name(number: int) -> str:
@@ -201,12 +202,18 @@ class WorkerProcess:
         memory = 0
         rss = 0
         counted = 0
+        biggest: tuple[int, int | None] = (-1, None)
         for proc in tree:
             try:
                 cpu += proc.cpu_percent(None)
-                memory += _tree_share(proc)
+                share = _tree_share(proc)
+                memory += share
                 if proc is main:
                     rss = proc.memory_info().rss
+                # The main process only when it is alone: in a prefork pool, jobs run
+                # in the children, and the one using most is where the job to blame runs.
+                if proc is not main or len(tree) == 1:
+                    biggest = max(biggest, (share, proc.pid), key=lambda pair: pair[0])
                 counted += 1
             except psutil.Error:
                 continue
@@ -214,7 +221,7 @@ class WorkerProcess:
         for pid in list(self._ps):
             if pid not in live:
                 del self._ps[pid]
-        return ProcessStats(round(cpu, 1), rss, memory, counted)
+        return ProcessStats(round(cpu, 1), rss, memory, counted, biggest[1])
 
     # --- internals ----------------------------------------------------------
     def _cached(self, pid: int) -> psutil.Process:

@@ -110,9 +110,15 @@ class WorkerSlot:
     def restart_for(self, reason: str, now: float, healthy_after: float) -> Decision:
         """The one decision after a death or a forced restart: give up, or count it and
         restart after a delay. Only a child that never became healthy counts toward
-        giving up (a crash loop); a serving worker that got killed always restarts."""
+        giving up (a crash loop); a serving worker that got killed, or that a job drove
+        over its memory limit, always restarts."""
         self.last_life_ok = self.ready_at is not None
-        decision = self.policy.on_exit(now, counts=not self.was_healthy(now, healthy_after))
+        counts = not self.was_healthy(now, healthy_after)
+        if reason == "memory" and self.answered:
+            # A serving worker restarted for memory: the job that drove it over the
+            # limit is failed for it (Fleet._memory_restart), the worker is not to blame.
+            counts = False
+        decision = self.policy.on_exit(now, counts=counts)
         if decision.gives_up:
             self.failures += 1
             cool_down = self.policy.cool_down(self.failures)

@@ -30,7 +30,7 @@ class JobSystem:
 
     def __init__(self, settings, managers):
         from app.jobs.dispatch import Dispatcher
-        from app.jobs.fallback import ThreadFallback
+        from app.jobs.fallback import InProcessJobs, ThreadFallback
         from app.jobs.reconciler import Reconciler
         from app.jobs.store import JobStore
         from app.broker import BrokerMonitor
@@ -38,7 +38,10 @@ class JobSystem:
         settings.ensure_dirs()
         self.settings = settings
         self.store = JobStore(settings.database_url)
-        self.fallback = ThreadFallback(settings, self.store)
+        # In this process, not in child processes: the test's slow job kind
+        # (count_fallback_completions) exists only here.
+        self.fallback = ThreadFallback(settings, self.store,
+                                       jobs=InProcessJobs(settings, self.store))
         self.monitor = BrokerMonitor(settings.broker_url, timeout=0.5)
         holder = {}
         self.dispatcher = Dispatcher(settings, self.store, self.fallback,

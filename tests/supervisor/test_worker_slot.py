@@ -123,3 +123,24 @@ def test_a_crash_loop_gives_up_and_the_cool_down_grows():
     assert slot.state == BACKOFF
     slot.move("stopped")
     assert slot.state == STOPPED
+
+
+def test_memory_restarts_a_job_caused_are_not_the_workers_fault():
+    """Issue 12: a serving worker that a job drove over its memory limit, right after
+    it started (not yet healthy), restarts however often; a crash does count."""
+    slot = _slot(max_restarts=1)
+    now = 1000.0
+    for _ in range(5):
+        slot.move("spawn")
+        slot.move("ready")
+        slot.answered, slot.ready_at = True, now
+        now += 1.0                                        # not healthy_after yet
+        assert not slot.restart_for("memory", now, healthy_after=5.0).gives_up
+        slot.move("backoff")
+    assert slot.restarts_by_reason["memory"] == 5 and slot.failures == 0
+    slot.move("spawn")                                    # never answered a ping: counts
+    slot.answered, slot.ready_at = False, None            # (what Fleet.spawn resets)
+    assert not slot.restart_for("memory", now, healthy_after=5.0).gives_up
+    slot.move("backoff")
+    slot.move("spawn")
+    assert slot.restart_for("crash", now + 1, healthy_after=5.0).gives_up

@@ -172,7 +172,19 @@ def test_delete_removes_files_and_is_owner_only(make_api):
     assert _error(api.post(f"/api/jobs/{'x' * 100}/cancel"), 404)
 
 
-def test_cancel_stops_a_running_job_in_threads(make_api, caplog):
+def _fallback_children() -> list:
+    import psutil
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "app.jobs.fallback_child" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_cancel_stops_a_running_job_in_threads(make_api):
     api = make_api()
     # Large noisy images resampled to the slot size: seconds of work, enough to catch it.
     import numpy
@@ -188,10 +200,12 @@ def test_cancel_stops_a_running_job_in_threads(make_api, caplog):
     from tests.conftest import wait_for
     wait_for(lambda: api.get(f"/api/jobs/{job_id}").get_json()["status"] == "running", 30,
              0.05, message="job running")
+    children = wait_for(_fallback_children, 10, message="the job's fallback process")
     cancelled = api.post(f"/api/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.get_json()["cancelled"] is True
-    # The run notices at its next progress report (after the image it is on) and stops.
-    wait_for(lambda: "lease lost" in caplog.text, 30, message="the run stopped")
+    # The fallback kills the job's process at its next look at the store (issue 12).
+    wait_for(lambda: not any(child.is_running() and child.status() != "zombie"
+                             for child in children), 10, message="the job's process killed")
     body = api.get(f"/api/jobs/{job_id}").get_json()
     assert body["status"] == "failed" and body["error"] == CANCELLED
     assert body["result_url"] is None
