@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     # and WATCHDOG=1 from the manager's own loop.
     service = ServiceNotifier(notifier, runtime_of(app).handle.health)
     runtime_of(app).on_tick = service.watchdog_tick
+    if args.no_web:
+        runtime_of(app).cluster_role = "worker"
     return serve(app, hosting_for(Entry.PRODUCTION, settings), http, notifier=service)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 
@@ -25,11 +24,11 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
-def pool_node() -> str:
+def pool_node(settings: Settings) -> str:
     """The journal's name for this process's pool, `threads@<host>/<pid>`: the reconciler
     can tell whether the process holding a journaled job is still alive
     (app.jobs.holders)."""
-    return runner_name(f"threads@{socket.gethostname()}")
+    return runner_name(f"threads@{settings.node_name}")
 
 
 class ThreadFallback:
@@ -101,7 +100,7 @@ class ThreadFallback:
                 log.exception("thread fallback: job %s crashed its runner", job_id)
 
     def _run_with_retries(self, job_id: str) -> None:
-        name = pool_node()
+        name = pool_node(self.settings)
         for attempt in range(runner.TRANSIENT_RETRIES + 1):
             last = attempt == runner.TRANSIENT_RETRIES
             try:
