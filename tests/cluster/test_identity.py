@@ -58,3 +58,23 @@ def test_the_prefix_names_every_queue_and_exchange_on_the_broker(tmp_path):
 def test_no_prefix_keeps_todays_names(tmp_path):
     conf = make_celery(_settings(tmp_path), role="client").conf
     assert conf.task_default_queue == "default" and conf.control_exchange == "celery"
+
+
+def test_an_unreachable_database_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SCM_ENV_FILE": "",
+           "APP_ENV": "testing", "INSTANCE_PATH": str(tmp_path / "i"),
+           "EMBEDDED_REDIS": "false", "START_CELERY_WORKER": "false",
+           "DATABASE_URL": f"postgresql+psycopg://u:secret@127.0.0.1:{free_port()}/x"}
+    result = subprocess.run([sys.executable, str(root / "start_with_celery.py"), "--no-web"],
+                            env=env, capture_output=True, text=True, timeout=60, cwd=root)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot open the database"), lines
+    assert "secret" not in result.stderr and "Traceback" not in result.stderr
