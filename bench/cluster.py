@@ -1,7 +1,7 @@
 """Cluster benchmark (issue 8): jobs per second with 1, 2 and 3 hosts on one machine,
 the reconciler takeover time and the time for a killed host to show as lost.
 
-    python bench/cluster.py [--jobs 120] [--sleep 1.0] [--concurrency 4]
+    python bench/cluster.py [--jobs 90] [--sleep 1.0] [--concurrency 2]
 
 Starts its own redis-server and its own PostgreSQL database (127.0.0.1:5432, user
 postgres; dropped at the end). Host A is `start_with_celery.py` with HTTP; hosts B and C
@@ -169,9 +169,9 @@ def kill_the_holder(hosts: dict[str, Host], engine) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=120)
+    parser.add_argument("--jobs", type=int, default=90)
     parser.add_argument("--sleep", type=float, default=1.0)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="scm-bench-cluster-"))
@@ -192,8 +192,7 @@ def main() -> None:
         hosts["bench-a"] = web = Host("bench-a", folder, env, web=True)
         wait_for(lambda: _answers(web.url), 180, "host A's HTTP")
         engine = sa.create_engine(database_url, poolclass=sa.NullPool)
-        token = requests.post(web.url + "/api/auth/login", json=dict(
-            zip(("username", "password"), ADMIN)), timeout=30).json()["access_token"]
+        token = wait_for(lambda: _login(web.url), 120, "admin login")
         for count, name_ in enumerate(("bench-a", "bench-b", "bench-c"), 1):
             if name_ not in hosts:
                 hosts[name_] = Host(name_, folder, env, web=False)
@@ -224,6 +223,18 @@ def main() -> None:
     print(f"killed host shown lost: {lost:.1f} s (CELERY_HEALTH_CHECK_INTERVAL=1, "
           "lost after 3 intervals)")
     print(f"(logs in {folder})")
+
+
+def _login(url: str) -> str | None:
+    try:
+        response = requests.post(url + "/api/auth/login", timeout=30, json=dict(
+            zip(("username", "password"), ADMIN)))
+    except requests.RequestException:
+        return None
+    if response.status_code != 200:
+        print(f"login: {response.status_code} {response.text[:200]}", file=sys.stderr)
+        return None
+    return response.json()["access_token"]
 
 
 def _answers(url: str) -> bool:

@@ -41,6 +41,17 @@ def test_a_host_killed_mid_run_loses_no_job_and_shows_lost(start_server, redis_s
     assert body["reconciler"]["node"] == node_b, body["reconciler"]
     token_on_b = body["reconciler"]["token"]
 
+    # Admin commands act on the named host's workers (default: this host).
+    restarted = host_a.post("/api/celery/restart", headers=admin,
+                            json={"host": node_b, "queue": "default"})
+    assert restarted.status_code == 200, restarted.text
+    assert [w["name"] for w in restarted.json()["workers"]] == [f"default@{node_b}"]
+    unknown = host_a.post("/api/celery/stop", headers=admin, json={"host": "nobody"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_host"
+    bad = host_a.post("/api/celery/stop", headers=admin, json={"host": "a@b"})
+    assert bad.status_code == 400, bad.text
+    wait_for(both_hosts_running, 60, 0.3, "B's worker running again")
+
     ids = []
     for _ in range(JOBS):
         response = host_a.post("/api/jobs/calibration", headers=admin,
@@ -64,6 +75,8 @@ def test_a_host_killed_mid_run_loses_no_job_and_shows_lost(start_server, redis_s
     body = wait_for(b_lost, 15, 0.2, "host B shown lost")
     assert time.monotonic() - killed_at < 3 * 1 + 5   # 3 intervals, plus a beat and a poll
     assert host_states(body)[node_a] == "alive"
+    gone = host_a.post("/api/celery/restart", headers=admin, json={"host": node_b})
+    assert gone.status_code == 409 and gone.json()["error"]["code"] == "host_lost"
 
     def lease_on_a():
         lease = status(host_a, admin)["reconciler"]
