@@ -270,7 +270,7 @@ def _schemas() -> dict:
             "last_error": {"type": "string", "nullable": True},
             "last_seen": {"type": "number", "description": "epoch s of that heartbeat"}}},
         "ReconcilerLease": {"type": "object", "nullable": True, "properties": {
-            "holder": {"type": "string", "description": "<node>/<pid>"},
+            "holder": {"type": "string", "description": "<node>/<pid>-<random>"},
             "node": {"type": "string"},
             "token": {"type": "integer", "description": "fencing token: +1 per takeover"},
             "expires_in": {"type": "number"},

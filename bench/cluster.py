@@ -148,7 +148,7 @@ def run_round(web: Host, engine, token: str, count: int) -> float:
 
 def kill_the_holder(hosts: dict[str, Host], engine) -> tuple[float, float]:
     reader = Lease(engine, RECONCILER, "bench/0", 3)
-    holder = reader.state().holder.rpartition("/")[0]
+    holder = reader.state().holder.partition("/")[0]
     hosts[holder].kill()
     killed = time.monotonic()
     taken = lost = None
@@ -157,7 +157,7 @@ def kill_the_holder(hosts: dict[str, Host], engine) -> tuple[float, float]:
         if now > 120:
             raise SystemExit("no takeover or no lost host within 120 s")
         state = reader.state()
-        if taken is None and state.holder.rpartition("/")[0] != holder and state.expires_in > 0:
+        if taken is None and state.holder.partition("/")[0] != holder and state.expires_in > 0:
             taken = now
         if lost is None and any(h["node"] == holder and not h["alive"]
                                 for h in HostRegistry(engine).hosts()):

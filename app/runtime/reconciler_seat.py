@@ -1,7 +1,7 @@
 """Exactly one periodic jobs reconciler across every host and process of a deployment.
 
 The role is a lease in the job store's database (`app.cluster.lease`), held by one
-process (`<NODE_NAME>/<pid>`): it renews the lease every third of CLUSTER_LEASE_SECONDS
+process (`<NODE_NAME>/<pid>-<random>`): it renews the lease every third of CLUSTER_LEASE_SECONDS
 and sweeps while it holds it; every other process that may run the reconciler retries
 as often, and takes over within one renewal period once the holder's lease expired (its
 host died) or was released (an orderly stop). A holder whose renewal fails stops its
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Callable
 
@@ -29,8 +30,10 @@ LeaseFactory = Callable[[Settings], Lease]
 
 
 def reconciler_lease(settings: Settings) -> Lease:
+    # `<node>/<pid>-<random>`: one holder per seat, even two apps in one process.
     return Lease(engine_for(settings.database_url), RECONCILER,
-                 f"{settings.node_name}/{os.getpid()}", settings.CLUSTER_LEASE_SECONDS)
+                 f"{settings.node_name}/{os.getpid()}-{secrets.token_hex(3)}",
+                 settings.CLUSTER_LEASE_SECONDS)
 
 
 class ReconcilerSeat:
@@ -106,7 +109,7 @@ class ReconcilerSeat:
             return None
         if state is None:
             return None
-        return {"holder": state.holder, "node": state.holder.rpartition("/")[0],
+        return {"holder": state.holder, "node": state.holder.partition("/")[0],
                 "token": state.token, "expires_in": round(state.expires_in, 3),
                 "here": self._running is not None}
 
