@@ -90,7 +90,9 @@ class ClusterAgent:
             self.bring_back_lost_hosts()
 
     def bring_back_lost_hosts(self) -> list[str]:
-        """Hand each newly lost host's node name to `on_host_lost` (once per loss)."""
+        """Hand each lost host's node name to `on_host_lost` until it took it (once per
+        loss): it answers None where this process does not hold the reconciler lease,
+        and the host that takes the lease over a moment later must still do it."""
         if self._on_host_lost is None:
             return []
         try:
@@ -99,15 +101,18 @@ class ClusterAgent:
             log.info("cannot read the host registry: %s", exc)
             return []
         lost = {h["node"] for h in hosts if not h["alive"] and h["node"] != self.node}
-        new = sorted(lost - self._lost)
-        self._lost = lost
-        for node in new:
-            log.warning("host %s stopped reporting: bringing its jobs back", node)
+        self._lost &= lost   # a host that came back may be lost again later
+        handled = []
+        for node in sorted(lost - self._lost):
             try:
-                self._on_host_lost(node)
+                if self._on_host_lost(node) is None:
+                    continue
             except Exception:
                 log.exception("bringing back the jobs of host %s failed", node)
-        return new
+            log.warning("host %s stopped reporting: its jobs were brought back", node)
+            self._lost.add(node)
+            handled.append(node)
+        return handled
 
     # --- commands from other hosts ------------------------------------------------------
     def _commands(self) -> None:

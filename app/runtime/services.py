@@ -119,10 +119,11 @@ class Runtime:
             agent.stop()
         self.reconciler.stop()
 
-    def on_host_lost(self, node: str) -> list[str]:
-        """Another host stopped reporting: where the reconciler runs, its jobs come back."""
+    def on_host_lost(self, node: str) -> list[str] | None:
+        """Another host stopped reporting: where the reconciler runs, its jobs come back
+        (None: it does not run here)."""
         running = self.reconciler.running
-        return running.redispatch_host_jobs(node) if running is not None else []
+        return running.redispatch_host_jobs(node) if running is not None else None
 
     # --- the cluster, for /api/celery (any process) ------------------------------------
     def cluster_view(self) -> dict:
