@@ -10,16 +10,27 @@ import pytest
 from tests.database import current_database_url
 from tests.e2e.cluster_helpers import cluster_env, host_states, job_rows, kill_host, status
 from tests.conftest import wait_for
+from tests.e2e.test_cluster_rabbitmq_e2e import AMQP_URL, prefixes  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.backends("postgresql")]
 JOBS = 100
 
 
-def test_a_host_killed_mid_run_loses_no_job_and_shows_lost(start_server, redis_server,
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_env(request):
+    """Redis (the test's own redis-server), or the shared RabbitMQ with a queue prefix
+    of this test's own (its queues and exchanges are deleted afterwards)."""
+    if request.param == "redis":
+        return {"REDIS_URL": request.getfixturevalue("redis_server").url}
+    prefix = request.getfixturevalue("prefixes")[0]
+    return {"CELERY_BROKER_URL": AMQP_URL, "CELERY_QUEUE_PREFIX": prefix}
+
+
+def test_a_host_killed_mid_run_loses_no_job_and_shows_lost(start_server, broker_env,
                                                          tmp_path):
     tag = secrets.token_hex(3)
     node_a, node_b = f"host-a-{tag}", f"host-b-{tag}"
-    env = cluster_env(tmp_path / "storage", REDIS_URL=redis_server.url)
+    env = cluster_env(tmp_path / "storage", **broker_env)
     # B first, so it takes the reconciler lease and its death must move it.
     host_b = start_server("start_with_celery", extra_args=["--no-web"],
                           instance=tmp_path / "b", NODE_NAME=node_b, **env)
