@@ -74,3 +74,20 @@ def job_rows(database_url: str, ids) -> dict[str, dict]:
             return {row["id"]: dict(row) for row in rows}
     finally:
         engine.dispose()
+
+
+def lease_node(database_url: str) -> str | None:
+    """The node holding the reconciler lease, read from the database (None: nobody yet)."""
+    from app.cluster.lease import RECONCILER
+    from app.db.schema import cluster_leases
+
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            holder = conn.execute(sa.select(cluster_leases.c.holder).where(
+                cluster_leases.c.name == RECONCILER)).scalar_one_or_none()
+    except sa.exc.DBAPIError:
+        return None   # the table is not made yet (B still migrating)
+    finally:
+        engine.dispose()
+    return holder.partition("/")[0] if holder else None

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from tests.database import current_database_url
-from tests.e2e.cluster_helpers import cluster_env, host_states, job_rows, kill_host, status
+from tests.e2e.cluster_helpers import (cluster_env, host_states, job_rows, kill_host,
+                                       lease_node, status)
 from tests.conftest import wait_for
 from tests.e2e.test_cluster_rabbitmq_e2e import AMQP_URL, prefixes  # noqa: F401 (fixture)
 
@@ -34,6 +35,8 @@ def test_a_host_killed_mid_run_loses_no_job_and_shows_lost(start_server, broker_
     # B first, so it takes the reconciler lease and its death must move it.
     host_b = start_server("start_with_celery", extra_args=["--no-web"],
                           instance=tmp_path / "b", NODE_NAME=node_b, **env)
+    wait_for(lambda: lease_node(current_database_url()) == node_b, 90, 0.3,
+             "host B holding the reconciler lease")
     host_a = start_server("start_with_celery", instance=tmp_path / "a", NODE_NAME=node_a,
                           **env)
     host_a.wait_healthy(90)
