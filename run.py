@@ -11,7 +11,7 @@ import logging
 import sys
 
 from app import create_app
-from app.db import engine_or_exit  # noqa: E402
+from app.db import engine_or_exit
 from app.runtime import DevServer, Entry, hosting_for, serve
 from app.settings import load_settings_or_exit
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 from app import create_app
-from app.db import engine_or_exit  # noqa: E402
+from app.db import engine_or_exit
 from app.runtime import DevServer, Entry, ReloadingDevServer, hosting_for, serve
 from app.settings import load_settings_or_exit, with_workers_by_default
 from app.supervisor.shim import set_parent_death_signal

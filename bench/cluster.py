@@ -227,8 +227,8 @@ def main() -> None:
 
 def _login(url: str) -> str | None:
     try:
-        response = requests.post(url + "/api/auth/login", timeout=30, json=dict(
-            zip(("username", "password"), ADMIN)))
+        response = requests.post(url + "/api/auth/login", timeout=30,
+                                 json={"username": ADMIN[0], "password": ADMIN[1]})
     except requests.RequestException:
         return None
     if response.status_code != 200:

@@ -356,7 +356,9 @@ class Reconciler:
             pending = self._jobs_running_on(worker_name)
             deadline = time.monotonic() + self.child_exit_wait
             while pending:
-                for job in [job for job in pending if holder_is_dead(job.worker, self.settings.node_name)]:
+                gone = [job for job in pending
+                        if holder_is_dead(job.worker, self.settings.node_name)]
+                for job in gone:
                     pending.remove(job)
                     if self.store.break_lease(job.id, lease=job.lease,
                                               message=f"requeued: worker {worker_name} died"):

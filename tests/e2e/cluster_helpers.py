@@ -41,7 +41,7 @@ def kill_host(server) -> None:
         pass
     server.kill_all()
     server.proc.wait(10)
-    psutil.wait_procs([p for p in _alive(server)], timeout=10)
+    psutil.wait_procs(_alive(server), timeout=10)
 
 
 def _alive(server) -> list[psutil.Process]:

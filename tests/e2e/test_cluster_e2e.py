@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from tests.database import current_database_url
-from tests.e2e.cluster_helpers import (cluster_env, host_states, job_rows, kill_host,
-                                       lease_node, status)
 from tests.conftest import wait_for
+from tests.database import current_database_url
+from tests.e2e.cluster_helpers import cluster_env, host_states, job_rows, kill_host, lease_node, status
 from tests.e2e.test_cluster_rabbitmq_e2e import AMQP_URL, prefixes  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.backends("postgresql")]

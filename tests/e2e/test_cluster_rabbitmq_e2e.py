@@ -64,20 +64,22 @@ def test_two_deployments_share_a_vhost_without_collision(start_server, prefixes,
         server.wait_workers(3, timeout=90)
     headers = [server.headers() for server in servers]
     ids = [[server.post("/api/jobs/calibration", headers=h, json={"paper_size": "a4"})
-            .json()["id"] for _ in range(5)] for server, h in zip(servers, headers)]
-    for server, h, own, prefix in zip(servers, headers, ids, prefixes):
+            .json()["id"] for _ in range(5)] for server, h in zip(servers, headers, strict=True)]
+    logs = [f"{server.env['INSTANCE_PATH']}/logs/worker-default.log" for server in servers]
+    for server, own, prefix in zip(servers, ids, prefixes, strict=True):
         database = f"sqlite:///{server.env['INSTANCE_PATH']}/app.sqlite3"
-        rows = wait_for(lambda: (lambda r: r if all(x["status"] == "succeeded"
-                                                    for x in r.values()) else None)(
-            job_rows(database, own)), 60, 0.3, f"jobs of deployment {prefix}")
+
+        def succeeded(database=database, own=own):
+            rows = job_rows(database, own)
+            return rows if all(r["status"] == "succeeded" for r in rows.values()) else None
+        rows = wait_for(succeeded, 60, 0.3, f"jobs of deployment {prefix}")
         assert {r["mode"] for r in rows.values()} == {"celery"}
-        # Run by this deployment's own worker (its log names the job), not the other's.
-        log = (server.env["INSTANCE_PATH"] + "/logs/worker-default.log")
+    for server, h, log, own, other in zip(servers, headers, logs, ids, reversed(ids),
+                                          strict=True):
+        # Each job ran on its own deployment's worker (its log names the job) only.
         text = open(log).read()
         assert all(job_id in text for job_id in own)
-    for server, h, other in zip(servers, headers, reversed(ids)):
-        log = open(server.env["INSTANCE_PATH"] + "/logs/worker-default.log").read()
-        assert not any(job_id in log for job_id in other)
+        assert not any(job_id in text for job_id in other)
         body = status(server, h)
         assert {w["state"] for w in body["workers"]} == {"RUNNING"}
         assert all(w["restarts"] == 0 for w in body["workers"]), body["workers"]
