@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 
 from app.celery_config import (TASK_CALIBRATION, TASK_CLEANUP, TASK_GENERATE, TASK_HEALTH,
@@ -32,7 +31,7 @@ def _store():
 
 
 def _run(task, job_id: str) -> dict:
-    node = task.request.hostname or f"celery@{socket.gethostname()}"
+    node = task.request.hostname or f"celery@{settings.node_name}"
     task_id = task.request.id
 
     def forward(fraction: float, message: str) -> None:

@@ -30,7 +30,7 @@ def parse_args(argv: list[str], settings) -> argparse.Namespace:
     parser.add_argument("--loglevel", default=settings.CELERY_LOG_LEVEL,
                         help="DEBUG, INFO, WARNING, ERROR (default: CELERY_LOG_LEVEL)")
     parser.add_argument("--hostname", default=None,
-                        help="Celery node name (default: standalone-<queues>@%%h)")
+                        help="Celery node name (default: standalone-<queues>@NODE_NAME)")
     args = parser.parse_args(argv)
     try:
         queues = queue_names(args.queues)
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     env["CELERY_BROKER_URL"] = broker
     if settings.result_backend:
         env["CELERY_RESULT_BACKEND"] = settings.result_backend
-    hostname = args.hostname or f"standalone-{'-'.join(args.queues)}@%h"
+    hostname = args.hostname or f"standalone-{'-'.join(args.queues)}@{settings.node_name}"
     command = [sys.executable, "-m", "celery", "-A", "celery_app", "worker",
-               "-Q", ",".join(args.queues), "-c", str(args.concurrency),
+               "-Q", ",".join(settings.broker_queue(q) for q in args.queues), "-c", str(args.concurrency),
                "-l", args.loglevel.upper(), "-n", hostname, "-E"]
     settings.ensure_dirs()
     os.execve(sys.executable, command, env)

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from app import create_app
+from app.db import engine_or_exit
 from app.runtime import DevServer, Entry, hosting_for, serve
 from app.settings import load_settings_or_exit
 
@@ -19,6 +20,7 @@ def main() -> int:
     settings = load_settings_or_exit()
     logging.basicConfig(level=settings.LOG_LEVEL.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine_or_exit(settings.database_url)  # one clear line when it cannot be reached
     app = create_app(settings)
     return serve(app, hosting_for(Entry.DEV, settings), DevServer(app, settings))
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 from app import create_app
+from app.db import engine_or_exit
 from app.runtime import DevServer, Entry, ReloadingDevServer, hosting_for, serve
 from app.settings import load_settings_or_exit, with_workers_by_default
 from app.supervisor.shim import set_parent_death_signal
@@ -70,6 +71,7 @@ def watch(settings) -> int:
 
 
 def run_app(settings, *, use_reloader: bool) -> int:
+    engine_or_exit(settings.database_url)  # one clear line when it cannot be reached
     app = create_app(settings)
     if settings.START_CELERY_WORKER and use_reloader:
         _die_with_watcher()

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
+from app.db import engine_or_exit  # noqa: E402
 from app.front import http_child  # noqa: E402  (issue 12: the slow-client front)
 from app.runtime import Entry, hosting_for, runtime_of, serve  # noqa: E402
 from app.sdnotify import Notifier, ServiceNotifier  # noqa: E402  [deploy]
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     # Until gunicorn runs, a SIGHUP must not kill us (a Python handler, unlike SIG_IGN,
     # is not inherited by the children we exec).
     signal.signal(signal.SIGHUP, lambda *_: None)
+    engine_or_exit(settings.database_url)  # one clear line when it cannot be reached
     app = create_app(settings)
     # issue 12: gunicorn behind the slow-client front unless a proxy does that job.
     http = None if args.no_web else http_child(
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     # and WATCHDOG=1 from the manager's own loop.
     service = ServiceNotifier(notifier, runtime_of(app).handle.health)
     runtime_of(app).on_tick = service.watchdog_tick
+    if args.no_web:
+        runtime_of(app).cluster_role = "worker"
     return serve(app, hosting_for(Entry.PRODUCTION, settings), http, notifier=service)
 
 

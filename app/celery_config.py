@@ -120,8 +120,15 @@ def make_celery(settings: Settings, *, role: str = "worker") -> Celery:
     app = Celery("silhouette_card_maker", broker=broker,
                  backend=settings.result_backend, set_as_current=False)
 
-    exchange = Exchange("scm", type="direct")
-    queues = [Queue(name, exchange, routing_key=name) for name in KNOWN_QUEUES]
+    # CELERY_QUEUE_PREFIX names everything this deployment owns on the broker: its task
+    # exchange and queues, and its control and event exchanges (broadcasts such as pings
+    # and pidbox queues `<node>.<prefix>celery.pidbox`), so deployments sharing a
+    # broker or vhost never see each other.
+    prefix = settings.CELERY_QUEUE_PREFIX
+    on_broker = settings.broker_queue
+    exchange = Exchange(f"{prefix}scm", type="direct")
+    queues = [Queue(on_broker(name), exchange, routing_key=on_broker(name))
+              for name in KNOWN_QUEUES]
     transport = _transport_options(settings, role)
 
     app.conf.update(
@@ -132,12 +139,14 @@ def make_celery(settings: Settings, *, role: str = "worker") -> Celery:
         result_accept_content=["json"],
         # Queues and routes.
         task_queues=queues,
-        task_default_queue="default",
-        task_default_exchange="scm",
+        task_default_queue=on_broker("default"),
+        task_default_exchange=exchange.name,
         task_default_exchange_type="direct",
-        task_default_routing_key="default",
-        task_routes={name: {"queue": queue, "routing_key": queue}
+        task_default_routing_key=on_broker("default"),
+        task_routes={name: {"queue": on_broker(queue), "routing_key": on_broker(queue)}
                      for name, queue in QUEUE_FOR_TASK.items()},
+        control_exchange=f"{prefix}celery",
+        event_exchange=f"{prefix}celeryev",
         task_annotations={name: {"rate_limit": rate} for name, rate in rate_limits.items()}
         or None,
         # Delivery: a task interrupted by a dying worker is redelivered, never lost;

@@ -81,7 +81,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.init_app(app)
     extensions.init_app(app)
     init_auth(app)
-    init_supervisor(app, runtime.handle, after_purge=runtime.fail_purged_jobs)
+    init_supervisor(app, runtime.handle, after_purge=runtime.fail_purged_jobs,
+                    cluster=runtime)
     init_jobs(app, lambda: runtime.jobs)
     init_profiles(app)
     metrics.init_app(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.client_libraries import client_library_problem
+from app.node_identity import default_node_name
 from app.strength import password_problem, secret_problem
 from app.transports import family, has_broadcast
 
@@ -30,6 +32,11 @@ SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
 # A placeholder people copy from examples; never accepted in production.
 DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
+# A node name goes into Celery node names (`<queue>@NODE_NAME`), runner names
+# (`<node>/<pid>`) and the host registry: no `@`, `/`, spaces or control characters.
+NODE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# A queue prefix becomes part of broker queue names (Redis keys, AMQP queues, SQS queues).
+QUEUE_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,48}$")
 
 
 def queue_names(queues) -> tuple[str, ...]:
@@ -171,6 +178,18 @@ class Settings(BaseSettings):
     # A queue without a live consumer this long: its queued jobs move to the fallback.
     CELERY_DRAIN_AFTER: float = Field(5.0, gt=0, le=3600)
 
+    # --- many hosts (app/cluster) ---------------------------------------------
+    # Names this host's workers (`<queue>@NODE_NAME`) and its row in the host registry.
+    # Unset: the host name plus a short id kept in the instance folder (`node_name`).
+    NODE_NAME: str | None = None
+    # Put before every queue name on the broker, so deployments can share a broker/vhost.
+    CELERY_QUEUE_PREFIX: str = ""
+    # The one cluster-wide reconciler holds a lease in the database this long; it renews
+    # it every third of that, and another host takes over once it expired.
+    CLUSTER_LEASE_SECONDS: float = Field(15.0, ge=1, le=600)
+    # Test and benchmark only: every job sleeps this long instead of making its PDF.
+    JOB_TEST_SLEEP_SECONDS: float | None = Field(None, ge=0, le=60)
+
     # --- broker / result backend ---------------------------------------------
     REDIS_URL: str | None = None
     REDIS_HOST: str | None = None
@@ -217,7 +236,8 @@ class Settings(BaseSettings):
     @field_validator("CELERY_TEST_FAIL_QUEUE", "REDIS_URL", "REDIS_HOST", "REDIS_PASSWORD",
                      "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "ADMIN_USERNAME",
                      "ADMIN_PASSWORD", "METRICS_TOKEN", "REDIS_SERVER_BINARY", "JWT_SECRET_KEY",
-                     "DATABASE_URL", "STORAGE_DIR", mode="before")
+                     "DATABASE_URL", "STORAGE_DIR", "NODE_NAME", "JOB_TEST_SLEEP_SECONDS",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -260,6 +280,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must start with one of {', '.join(s + '://' for s in SUPPORTED_DATABASE_SCHEMES)}"
                 " (e.g. postgresql+psycopg://user:password@host:5432/dbname)")
+        return value
+
+    @field_validator("NODE_NAME", mode="after")
+    @classmethod
+    def _node_name_syntax(cls, value: str | None) -> str | None:
+        if value is not None and not NODE_NAME_PATTERN.match(value):
+            raise ValueError("must be 1-63 letters, digits, '.', '_' or '-', starting with a "
+                             "letter or digit (it becomes <queue>@NODE_NAME)")
+        return value
+
+    @field_validator("CELERY_QUEUE_PREFIX", mode="after")
+    @classmethod
+    def _queue_prefix_syntax(cls, value: str) -> str:
+        value = value.strip()
+        if not QUEUE_PREFIX_PATTERN.match(value):
+            raise ValueError("must be at most 48 letters, digits, '.', '_' or '-' "
+                             "(e.g. 'staging.')")
         return value
 
     @model_validator(mode="after")
@@ -316,6 +353,24 @@ class Settings(BaseSettings):
     def queue_weights(self) -> dict[str, int]:
         """Distinct queues in first-seen order, each with its repeat count."""
         return parse_queues(list(self.CELERY_QUEUES))
+
+    @property
+    def node_name(self) -> str:
+        """This host's name in the cluster: NODE_NAME, else `<host name>-<id>` with the id
+        kept in the instance folder (stable across restarts, distinct per instance)."""
+        return self.NODE_NAME or default_node_name(self.run_dir)
+
+    def broker_queue(self, queue: str) -> str:
+        """The broker's name of one of our queues (CELERY_QUEUE_PREFIX + queue)."""
+        return f"{self.CELERY_QUEUE_PREFIX}{queue}"
+
+    def our_queue(self, broker_queue: str) -> str | None:
+        """The queue a broker queue name stands for; None when it is not ours."""
+        prefix = self.CELERY_QUEUE_PREFIX
+        if not broker_queue.startswith(prefix):
+            return None
+        name = broker_queue[len(prefix):]
+        return name if name in KNOWN_QUEUES else None
 
     @property
     def job_in_flight_per_user(self) -> int:

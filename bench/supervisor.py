@@ -133,7 +133,7 @@ def drain_rate(rclient) -> float:
 
 
 def hand_started_worker(settings: Settings, log: Path) -> subprocess.Popen:
-    argv = worker_argv(WORKER_APP, "default", 2, settings.CELERY_LOG_LEVEL)
+    argv = worker_argv(settings, WORKER_APP, "default", 2)
     env = child_env(settings, broker_url=settings.broker_url,
                     result_backend=settings.result_backend)
     handle = open(log, "ab")

@@ -108,6 +108,9 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
         JWT_SECRET_KEY="test-secret-" + "x" * 40,
         EMBEDDED_REDIS=False,
         START_CELERY_WORKER=False,
+        # Tests name workers `<queue>@<host name>`; the default (host name plus the
+        # instance's id) is tested in tests/test_cluster_identity.py.
+        NODE_NAME=socket.gethostname(),
     )
     if current_database_url():  # this test runs on PostgreSQL (the db_backend fixture)
         values["DATABASE_URL"] = current_database_url()

@@ -108,7 +108,8 @@ class BrokerClient:
             found: dict[str, set[str]] = {}
             for worker, queues in replies.items():
                 for queue in queues or []:
-                    name = queue.get("name") if isinstance(queue, dict) else None
+                    raw = queue.get("name") if isinstance(queue, dict) else None
+                    name = self.settings.our_queue(raw) if isinstance(raw, str) else None
                     if name:
                         found.setdefault(name, set()).add(worker)
             return found
@@ -127,14 +128,16 @@ class BrokerClient:
                     return {name: broker_queues.passive_queue_size(conn, name)
                             for name in queues}
                 channel = conn.default_channel
-                return {name: broker_queues.queue_size(channel, name) for name in queues}
+                return {name: broker_queues.queue_size(channel, self._on_broker(name))
+                        for name in queues}
         return self.call(do, timeout)
 
     def purge(self, queues: list[str], timeout: float = 5.0) -> dict[str, int]:
         def do():
             with self.app.connection_for_write() as conn:
                 channel = conn.default_channel
-                return {name: broker_queues.purge_queue(channel, name) for name in queues}
+                return {name: broker_queues.purge_queue(channel, self._on_broker(name))
+                        for name in queues}
         return self.call(do, timeout)
 
     def restore_unacked(self, queue: str, *, delivered_after: float | None = None,
@@ -152,9 +155,13 @@ class BrokerClient:
         def do():
             with self.app.connection_for_write() as conn:
                 channel = conn.default_channel
-                return broker_queues.restore_unacked(channel, queue, delivered_after,
+                return broker_queues.restore_unacked(channel, self._on_broker(queue),
+                                                     delivered_after,
                                                      delivered_before)
         return self.call(do, timeout)
+
+    def _on_broker(self, queue: str) -> str:
+        return self.settings.broker_queue(queue)
 
     def close(self, timeout: float = 3.0) -> None:
         """Stop the broker thread, then release the app's broker pool and pidbox connections."""

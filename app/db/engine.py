@@ -90,3 +90,19 @@ def dispose_all() -> None:
         _engines.clear()
     for pid, engine in entries:
         engine.dispose(close=pid == os.getpid())
+
+
+def engine_or_exit(target: str | Path) -> Engine:
+    """For entry points: the engine, or one line naming the unreachable database on
+    stderr and exit 2 (not a traceback per process, not a crash loop)."""
+    import sys
+
+    from app.settings import mask_url
+
+    try:
+        return engine_for(target)
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(f"error: cannot open the database {mask_url(as_url(target))}: {reason}",
+              file=sys.stderr)
+        raise SystemExit(2) from None

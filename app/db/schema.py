@@ -82,3 +82,45 @@ printer_profiles = sa.Table(
     sa.Column("paper_size", sa.Text),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+# --- many hosts (app/cluster) ------------------------------------------------------------
+# Leases on cluster-wide roles (today one: the jobs reconciler). `token` grows by one on
+# every takeover (a fencing token); times come from the database server's clock.
+cluster_leases = sa.Table(
+    "cluster_leases", metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("acquired_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+
+# One row per host: its manager's heartbeat (`snapshot`: JSON of its workers and mode),
+# written every `interval` seconds; `seen_at` is the database server's clock.
+cluster_hosts = sa.Table(
+    "cluster_hosts", metadata,
+    sa.Column("node", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("interval", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("seen_at", sa.Double, nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=False),
+    sa.CheckConstraint("role IN ('web', 'worker')", name="cluster_hosts_role"),
+)
+
+# Admin commands for another host's manager (start, stop, restart), which polls for its
+# own; the answer (JSON) or the error comes back in the same row.
+cluster_commands = sa.Table(
+    "cluster_commands", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("node", sa.Text, nullable=False),
+    sa.Column("op", sa.Text, nullable=False),
+    sa.Column("args", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("taken_at", sa.Double),
+    sa.Column("finished_at", sa.Double),
+    sa.Column("result", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Index("cluster_commands_node", "node", "taken_at"),
+)

@@ -151,7 +151,8 @@ class Dispatcher:
         try:
             self.celery.send_task(
                 TASK_FOR_KIND[job.kind], args=[job.id], task_id=task_id,
-                queue=job.queue, routing_key=job.queue,
+                queue=self.settings.broker_queue(job.queue),
+                routing_key=self.settings.broker_queue(job.queue),
                 retry=True, retry_policy=CLIENT_PUBLISH_RETRY_POLICY)
         except Exception as exc:  # kombu OperationalError, redis errors, OSError, ...
             log.warning("dispatch: publishing job %s failed (%s: %s); running it in threads",
@@ -164,6 +165,6 @@ class Dispatcher:
 
     def _send_to_threads(self, job: Job) -> None:
         # Journal first: if this process dies before the job finishes, the entry survives.
-        if self.store.set_dispatch(job.id, mode="threads", worker_node=pool_node()):
+        if self.store.set_dispatch(job.id, mode="threads", worker_node=pool_node(self.settings)):
             self.fallback.submit(job.id)
         log.info("job %s (%s) runs in the thread fallback", job.id, job.kind)

@@ -8,6 +8,7 @@ message instead of a traceback.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,14 @@ def _calibration(inputs: Path, params: CalibrationOptions, output: Path, progres
     return f"calibration sheet for {params.paper_size}"
 
 
+def _synthetic(output: Path, seconds: float) -> str:
+    """JOB_TEST_SLEEP_SECONDS (tests and bench/cluster.py): wait instead of working, so
+    coordination shows and not the CPU; the output is a tiny placeholder, not a PDF."""
+    time.sleep(seconds)
+    output.write_bytes(b"%PDF-1.4\n% synthetic test output\n%%EOF\n")
+    return f"synthetic job: slept {seconds:g}s"
+
+
 KINDS: dict[str, JobKind[Any]] = {
     "sheets": JobKind(SheetJobParams, _sheets, budgeted=True),
     "offset": JobKind(OffsetJobParams, _offset),
@@ -132,6 +141,8 @@ def make_pdf(kind: str, stored_params: dict, inputs: Path, output: Path, progres
     job_kind = KINDS.get(kind)
     if job_kind is None:
         raise CardError(f"unknown job kind {kind!r}")
+    if settings.JOB_TEST_SLEEP_SECONDS is not None:
+        return _synthetic(output, settings.JOB_TEST_SLEEP_SECONDS)
     params = job_kind.params.parse(stored_params)
     if job_kind.budgeted:
         return job_kind.make(inputs, params, output, progress, settings, memory_budget)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from typing import Protocol
@@ -30,11 +29,11 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
-def pool_node() -> str:
+def pool_node(settings: Settings) -> str:
     """The journal's name for this process's pool, `threads@<host>/<pid>`: the reconciler
     can tell whether the process holding a journaled job is still alive
     (app.jobs.holders)."""
-    return runner_name(f"threads@{socket.gethostname()}")
+    return runner_name(f"threads@{settings.node_name}")
 
 
 class JobRunner(Protocol):
@@ -145,7 +144,7 @@ class ThreadFallback:
                 log.exception("thread fallback: job %s crashed its runner", job_id)
 
     def _run(self, job_id: str) -> None:
-        ended = self.jobs.run(job_id, pool_node(), self._closed)
+        ended = self.jobs.run(job_id, pool_node(self.settings), self._closed)
         log.info("job %s in the fallback: %s", job_id, ended)
 
     def _keep_journal_fresh(self) -> None:

@@ -18,7 +18,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -64,7 +63,7 @@ def run(settings: Settings, job_id: str, node: str) -> dict:
     from app.jobs.holders import runner_name
     from app.jobs.limits import fallback_budget
 
-    name = runner_name(f"threads@{socket.gethostname()}")
+    name = runner_name(f"threads@{settings.node_name}")
     budget = fallback_budget(settings)
     for attempt in range(runner.TRANSIENT_RETRIES + 1):
         try:

@@ -1,7 +1,8 @@
 """Is the process holding a job still there?
 
 Runners are named `<node>/<pid>` with node `<name>@<host>` (a Celery node such as
-`pdf_generation@web1`, or `threads@web1` for a thread pool). On the same host a holder
+`pdf_generation@web1`, or `threads@web1` for a thread pool; the host part is this host's
+NODE_NAME, `Settings.node_name`). On the same host a holder
 whose pid no longer runs is certainly gone, so its job can be taken back at once instead
 of after the lease expires. Anything else (another host, a pid that runs) is "maybe
 alive": the lease decides. A reused pid only makes us wait for the lease, never act
@@ -10,7 +11,6 @@ early.
 from __future__ import annotations
 
 import os
-import socket
 
 import psutil
 
@@ -19,12 +19,22 @@ def runner_name(node: str) -> str:
     return f"{node}/{os.getpid()}"
 
 
-def holder_is_dead(runner: str | None) -> bool:
+def node_of(name: str | None) -> str:
+    """The host's node name in a Celery node, pool or runner name (`<name>@<node>[/pid]`)."""
+    return (name or "").partition("@")[2].partition("/")[0]
+
+
+def on_this_node(node: str | None, this_node: str) -> bool:
+    """Whether a Celery node or pool name (`<name>@<node>`) belongs to this host."""
+    return bool(node) and node_of(node) == this_node
+
+
+def holder_is_dead(runner: str | None, this_node: str) -> bool:
+    """`this_node`: this host's node name (Settings.node_name)."""
     if not runner or "/" not in runner:
         return False
     node, _, pid = runner.rpartition("/")
-    host = node.partition("@")[2]
-    if host != socket.gethostname() or not pid.isdigit():
+    if not on_this_node(node, this_node) or not pid.isdigit():
         return False
     pid_number = int(pid)
     if pid_number == os.getpid():

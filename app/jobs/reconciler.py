@@ -52,7 +52,6 @@ is renamed into place atomically, so even two runs racing write one whole PDF.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -62,7 +61,7 @@ from app.broker import is_redis_url
 from app.broker import queues as broker_queues
 from app.jobs.cleanup import periodic_cleanup
 from app.jobs.dispatch import Dispatcher
-from app.jobs.holders import holder_is_dead
+from app.jobs.holders import holder_is_dead, node_of, on_this_node
 from app.jobs.limits import time_overrun
 from app.jobs.lost_messages import RESENT_LOST, LostMessages
 from app.jobs.runner import LEASE_SECONDS
@@ -172,7 +171,8 @@ class Reconciler:
             taken: set[str] = set()
             if is_redis_url(self.settings.broker_url):
                 try:
-                    taken = broker_queues.take_back(self.dispatcher.celery, queue, ids)
+                    taken = broker_queues.take_back(self.dispatcher.celery,
+                                                    self.settings.broker_queue(queue), ids)
                 except Exception as exc:
                     log.info("reconciler: cannot take messages back from %s (%s)", queue, exc)
             moved = self._resend_all(jobs)
@@ -220,7 +220,7 @@ class Reconciler:
         sent = []
         stale = {job.id: job for job in self.store.stale_running(stale_before)}
         for job in self.store.running_jobs():
-            if job.id not in stale and holder_is_dead(job.worker):
+            if job.id not in stale and holder_is_dead(job.worker, self.settings.node_name):
                 stale[job.id] = job
         for job in stale.values():
             if self._over_time_limit(job):
@@ -417,7 +417,9 @@ class Reconciler:
             pending = self._jobs_running_on(worker_name)
             deadline = time.monotonic() + self.child_exit_wait
             while pending:
-                for job in [job for job in pending if holder_is_dead(job.worker)]:
+                gone = [job for job in pending
+                        if holder_is_dead(job.worker, self.settings.node_name)]
+                for job in gone:
                     pending.remove(job)
                     if self.store.break_lease(job.id, lease=job.lease,
                                               message=f"requeued: worker {worker_name} died"):
@@ -439,7 +441,7 @@ class Reconciler:
         prefix = f"{worker_name}@"
         return [job for job in self.store.running_jobs()
                 if (job.worker_node or "").startswith(prefix)
-                and (job.worker_node or "").split("@", 1)[1] == socket.gethostname()]
+                and on_this_node(job.worker_node, self.settings.node_name)]
 
     # --- boot ---------------------------------------------------------------------------
     def resume_journal(self) -> list[str]:
@@ -452,7 +454,7 @@ class Reconciler:
         with self._lock:
             for job in self.store.journal():
                 holder = job.worker if job.status == "running" else job.worker_node
-                if holder and not holder_is_dead(holder):
+                if holder and not holder_is_dead(holder, self.settings.node_name):
                     continue
                 if job.status == "running" and not self.store.break_lease(
                         job.id, lease=job.lease, message="resumed after a restart"):
@@ -469,7 +471,8 @@ class Reconciler:
             return None
         queues = [queue] if queue else list(self.settings.queue_weights) or ["default"]
         try:
-            return broker_queues.waiting_ids(self.dispatcher.celery, queues)
+            return broker_queues.waiting_ids(
+                self.dispatcher.celery, [self.settings.broker_queue(q) for q in queues])
         except Exception as exc:
             log.info("reconciler: cannot read the broker queues (%s)", exc)
             return None
@@ -496,3 +499,21 @@ class Reconciler:
         for tasks in replies.values():
             held.update((tasks or {}).keys())
         return held
+
+    # --- a host of the cluster stopped reporting (app.cluster) ----------------------------
+    def redispatch_host_jobs(self, node: str) -> list[str]:
+        """Host `node` is lost: the leases of the jobs it ran are void, and what its
+        workers had reserved is held by nobody. Sent again now rather than when their
+        heartbeats go stale; a run that was only slow cannot complete any more (its lease
+        is broken), so this never makes a job finish twice."""
+        sent = []
+        with self._lock:
+            for job in self.store.running_jobs():
+                if node_of(job.worker_node) == node and self.store.break_lease(
+                        job.id, lease=job.lease, message=f"requeued: host {node} was lost"):
+                    sent.append(self._resend(job))
+            sent.extend(self._resend_lost(time.time()))
+        resent = [job_id for job_id in sent if job_id]
+        if resent:
+            log.warning("host %s lost: re-dispatched %d job(s)", node, len(resent))
+        return resent

@@ -183,7 +183,7 @@ def run_job(settings: Settings, job_id: str, *, runner: str, progress: Progress 
     claim = store.claim(job_id, worker=runner, worker_node=worker_node or runner,
                         lease_seconds=lease_seconds, max_attempts=MAX_ATTEMPTS)
     # (claim.job is None also when "busy": claim() ran out of rounds on a changing row)
-    if claim.outcome == "busy" and claim.job and holder_is_dead(claim.job.worker):
+    if claim.outcome == "busy" and claim.job and holder_is_dead(claim.job.worker, settings.node_name):
         # Its holder on this host is gone (a pool child killed by the OOM killer, say):
         # no need to wait for the lease to expire.
         if store.break_lease(job_id, lease=claim.job.lease,

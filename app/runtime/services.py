@@ -15,12 +15,15 @@ from collections.abc import Callable
 from flask import Flask
 
 from app.broker import monitor_for
+from app.cluster import CommandBoard, HostCommandError, HostRegistry
+from app.db import engine_for
 from app.jobs.dispatch import Dispatcher
 from app.jobs.fallback import ThreadFallback
 from app.jobs.job_services import JobServices
 from app.jobs.limits import memory_overrun
 from app.jobs.overrun import fail_overrun_jobs
 from app.jobs.store import store_for
+from app.runtime.cluster_agent import HOST_OPS, ClusterAgent
 from app.runtime.hosting import Hosting
 from app.runtime.reconciler_seat import ReconcilerSeat
 from app.settings import Settings
@@ -42,6 +45,9 @@ class Runtime:
         # [deploy] Given to the manager built here: called once per manager-loop iteration
         # on its thread (start_with_celery.py feeds systemd's watchdog with it).
         self.on_tick: Callable[[], None] | None = None
+        # [cluster] "worker" on a host without HTTP (start_with_celery.py --no-web).
+        self.cluster_role = "web"
+        self._agent: ClusterAgent | None = None
         self._jobs: JobServices | None = None
         self._jobs_lock = threading.Lock()
 
@@ -93,7 +99,7 @@ class Runtime:
         the manager's `on_worker_lost` always runs here, where its workers die.
         """
         return self.handle.acquire(self.new_manager, on_opened=self._manager_opened,
-                                   on_closing=self.reconciler.stop, takeover=takeover)
+                                   on_closing=self._manager_closing, takeover=takeover)
 
     def new_manager(self, settings: Settings) -> CeleryWorkerManager:
         return CeleryWorkerManager(settings, on_worker_lost=self.on_worker_lost,
@@ -104,6 +110,47 @@ class Runtime:
         # Journaled thread-mode jobs of a crashed run first, then the periodic sweep.
         if self.reconciler.start() is None:
             log.info("another process runs the jobs reconciler for this instance")
+        engine = engine_for(self.settings.database_url)
+        self._agent = ClusterAgent(self.settings, HostRegistry(engine), CommandBoard(engine),
+                                   role=self.cluster_role, status=self.handle.status,
+                                   run_op=self.handle.call_local,
+                                   on_host_lost=self.on_host_lost)
+        self._agent.start()
+
+    def _manager_closing(self) -> None:
+        agent, self._agent = self._agent, None
+        if agent is not None:
+            agent.stop()
+        self.reconciler.stop()
+
+    def on_host_lost(self, node: str) -> list[str] | None:
+        """Another host stopped reporting: where the reconciler runs, its jobs come back
+        (None: it does not run here)."""
+        running = self.reconciler.running
+        return running.redispatch_host_jobs(node) if running is not None else None
+
+    # --- the cluster, for /api/celery (any process) ------------------------------------
+    def cluster_view(self) -> dict:
+        """This host's name, every host of the registry and the reconciler's holder."""
+        engine = engine_for(self.settings.database_url)
+        return {"node": self.settings.node_name, "hosts": HostRegistry(engine).hosts(),
+                "reconciler": self.reconciler.lease_state()}
+
+    def host_command(self, node: str, op: str, kwargs: dict, timeout: float) -> dict:
+        """Run start/stop/restart on host `node`'s manager (this one's directly)."""
+        if op not in HOST_OPS:
+            raise ValueError(f"{op} is not a host command")
+        if node == self.settings.node_name:
+            return getattr(self.handle, op)(**kwargs)
+        engine = engine_for(self.settings.database_url)
+        known = {host["node"]: host for host in HostRegistry(engine).hosts()}
+        if node not in known:
+            raise HostCommandError(404, "unknown_host", f"no host named {node!r}; hosts: "
+                                   f"{', '.join(sorted(known)) or 'none'}")
+        if not known[node]["alive"]:
+            raise HostCommandError(409, "host_lost", f"host {node} stopped reporting "
+                                   f"{known[node]['seen_seconds_ago']:.0f}s ago")
+        return CommandBoard(engine).send(node, op, kwargs, timeout)
 
     def on_worker_lost(self, worker_name: str, queue: str | None = None, **details):
         """Re-dispatch the jobs a dead worker held (resolved at call time, so it follows

@@ -16,7 +16,7 @@ from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.settings import KNOWN_QUEUES, QueueName
+from app.settings import KNOWN_QUEUES, NODE_NAME_PATTERN, QueueName
 from app.supervisor.logtail import DEFAULT_BYTES as LOG_DEFAULT_BYTES
 from app.supervisor.logtail import MAX_BYTES as LOG_MAX_BYTES
 
@@ -25,6 +25,8 @@ MAX_STOP_TIMEOUT = 600
 
 STATUS_KEYS = ("mode", "workers", "broker", "queues", "restarts_by_reason", "concurrency",
                "manager")
+# Added by the HTTP route from the host registry (app.cluster): every host of the cluster.
+CLUSTER_KEYS = ("node", "hosts", "reconciler")
 # The public probe's body: nothing else (no hosts, pids, paths) leaves through it.
 HEALTH_KEYS = ("healthy", "status", "mode", "uptime_seconds", "restart_count", "workers")
 
@@ -53,6 +55,24 @@ class RestartArgs(AdminArgs):
     queue: QueueName | None = None
 
 
+class OnHost(AdminArgs):
+    """The HTTP body's `host`: the node name whose workers to act on (default: this host).
+    Only the route reads it; the manager method never sees it."""
+    host: Annotated[str, Field(pattern=NODE_NAME_PATTERN.pattern)] | None = None
+
+
+class StartBody(StartArgs, OnHost):
+    pass
+
+
+class StopBody(StopArgs, OnHost):
+    pass
+
+
+class RestartBody(RestartArgs, OnHost):
+    pass
+
+
 class PurgeArgs(AdminArgs):
     queues: Annotated[list[QueueName], Field(min_length=1, max_length=len(KNOWN_QUEUES) * 4)]
 
@@ -78,6 +98,7 @@ class AdminOp:
     summary: str
     args: type[AdminArgs] = NoArgs
     http: Literal["GET", "POST"] | None = "GET"
+    body: type[AdminArgs] | None = None  # the HTTP body when it holds more than `args`
     answer_keys: tuple[str, ...] = ()
     answer_schema: str | None = None  # the OpenAPI component of the answer, if any
     reply_timeout_s: float = 60.0     # a socket client's wait (plus `timeout_arg`'s value)
@@ -86,8 +107,12 @@ class AdminOp:
     public: bool = False              # no token needed
 
     @property
+    def body_args(self) -> type[AdminArgs]:
+        return self.body or self.args
+
+    @property
     def body_required(self) -> bool:
-        return any(field.is_required() for field in self.args.model_fields.values())
+        return any(field.is_required() for field in self.body_args.model_fields.values())
 
     def signature(self, *, method: bool = False) -> inspect.Signature:
         """The manager method's parameters: the argument model's fields, in order
@@ -125,11 +150,15 @@ class _StartsOp(TypedDict):
 _STARTS: _StartsOp = {"http": "POST", "answer_keys": STATUS_KEYS, "answer_schema": "Status",
                       "reply_timeout_s": 180.0}
 ADMIN_OPS: dict[str, AdminOp] = {op.name: op for op in (
-    AdminOp("start", "Start workers (clears FAILED)", StartArgs, **_STARTS),
-    AdminOp("stop", "Stop workers warm, then kill after `timeout` s", StopArgs, http="POST",
-            answer_keys=STATUS_KEYS, answer_schema="Status", timeout_arg="timeout"),
-    AdminOp("restart", "Restart one queue's worker, or all", RestartArgs, **_STARTS),
-    AdminOp("status", "Workers, mode, broker and queue depths", answer_keys=STATUS_KEYS,
+    AdminOp("start", "Start workers (clears FAILED) of this host or the named `host`",
+            StartArgs, body=StartBody, **_STARTS),
+    AdminOp("stop", "Stop workers warm, then kill after `timeout` s (this host or `host`)",
+            StopArgs, http="POST", body=StopBody, answer_keys=STATUS_KEYS,
+            answer_schema="Status", timeout_arg="timeout"),
+    AdminOp("restart", "Restart one queue's worker, or all (this host or `host`)",
+            RestartArgs, body=RestartBody, **_STARTS),
+    AdminOp("status", "Workers, mode, broker and queue depths; every host of the cluster",
+            answer_keys=STATUS_KEYS,
             answer_schema="Status", during_boot=True),
     AdminOp("health", "Liveness of the Celery side, from cached state",
             answer_keys=HEALTH_KEYS, answer_schema="Health", reply_timeout_s=5.0,
@@ -182,7 +211,7 @@ def _operation(op: AdminOp, body_schema: Callable[[type], dict]) -> dict:
              "responses": responses}
     if op.http == "POST":
         entry["requestBody"] = {"required": op.body_required,
-                                "content": _json(body_schema(op.args))}
+                                "content": _json(body_schema(op.body_args))}
         responses.update({"400": _error("invalid body"), "413": _error("body too large")})
     return entry
 

@@ -6,11 +6,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from pydantic import ValidationError
 
 from app.auth import admin_required
+from app.cluster import HostCommandError
 from app.errors import APIError, error_response
 from app.supervisor.admin_ops import ADMIN_OPS, HEALTH_KEYS, AdminOp
 from app.supervisor.control import ManagerHandle
@@ -22,18 +24,30 @@ bp = Blueprint("celery_admin", __name__, url_prefix="/api/celery")
 MAX_BODY = 64 * 1024  # the largest valid body is a few hundred bytes
 HANDLE_KEY = "scm.manager"
 AFTER_PURGE_KEY = "scm.manager.after_purge"
+CLUSTER_KEY = "scm.manager.cluster"
 # after_purge(queues, purge_started=, purge_finished=) -> {queue: jobs failed}
 AfterPurge = Callable[..., dict]
 
 
-def init_app(app: Flask, handle: ManagerHandle, *, after_purge: AfterPurge | None = None) -> None:
+class Cluster(Protocol):
+    """The hosts of the deployment (app.runtime.Runtime provides it)."""
+
+    def cluster_view(self) -> dict: ...
+
+    def host_command(self, node: str, op: str, kwargs: dict, timeout: float) -> dict: ...
+
+
+def init_app(app: Flask, handle: ManagerHandle, *, after_purge: AfterPurge | None = None,
+             cluster: Cluster | None = None) -> None:
     """Register the admin API and the health probe over this process's `handle`.
 
     `after_purge` fails the jobs whose messages a purge removed (the jobs package
     provides it through the composition root; this package does not import jobs).
+    `cluster` adds every host to status and carries start/stop/restart to another host.
     """
     app.extensions[HANDLE_KEY] = handle
     app.extensions[AFTER_PURGE_KEY] = after_purge
+    app.extensions[CLUSTER_KEY] = cluster
     app.register_blueprint(bp)
     register_error_handlers(app)
     # Wrapping wsgi_app is how Flask documents adding WSGI middleware; its stubs type the
@@ -69,7 +83,7 @@ def _arguments(op: AdminOp) -> dict:
     if not isinstance(data, dict):
         raise APIError(400, "invalid_body", "the body must be a JSON object")
     try:
-        return op.args.model_validate(data).model_dump()
+        return op.body_args.model_validate(data).model_dump()
     except ValidationError as exc:
         raise APIError(400, "invalid_body", _describe(exc)) from None
 
@@ -108,14 +122,38 @@ def _purge(queues: list[str]) -> dict:
     return result
 
 
+def _status() -> dict:
+    result = dict(_handle().status())
+    cluster: Cluster | None = current_app.extensions.get(CLUSTER_KEY)
+    if cluster is None:
+        return result
+    try:
+        result.update(cluster.cluster_view())
+    except Exception as exc:  # the database is away: this host's part still answers
+        log.warning("cannot read the host registry: %s", exc)
+        result.update({"hosts": None, "reconciler": None})
+    return result
+
+
+def _on_host(op: AdminOp) -> Callable[..., dict]:
+    """start/stop/restart: on this host, or on the body's `host` through the cluster."""
+    def call(host: str | None = None, **kwargs: Any) -> dict:
+        cluster: Cluster | None = current_app.extensions.get(CLUSTER_KEY)
+        if host is None or cluster is None:
+            return getattr(_handle(), op.name)(**kwargs)
+        return cluster.host_command(host, op.name, kwargs, op.reply_timeout(kwargs))
+    return call
+
+
 # Operations whose route does more than forward to the manager.
-_CALLS: dict[str, Callable[..., dict]] = {"purge": _purge}
+_CALLS: dict[str, Callable[..., dict]] = {"purge": _purge, "status": _status}
 
 
 def _admin_route(op: AdminOp) -> Callable:
     def view():
         kwargs = _arguments(op)
-        call = _CALLS.get(op.name) or getattr(_handle(), op.name)
+        call = _CALLS.get(op.name) or (_on_host(op) if op.body is not None
+                                       else getattr(_handle(), op.name))
         return jsonify(call(**kwargs))
     view.__name__ = op.name
     view.__doc__ = op.summary
@@ -129,6 +167,10 @@ for _op in ADMIN_OPS.values():
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HostCommandError)
+    def _host_error(exc: HostCommandError):
+        return error_response(exc.http_status, exc.code, exc.message)
+
     @app.errorhandler(SupervisorError)
     def _supervisor_error(exc: SupervisorError):
         if exc.http_status >= 500:

@@ -82,7 +82,7 @@ class Fleet:
                              retry_max=s.CELERY_FAILED_RETRY_MAX)
 
     def new_slot(self, queue: str, size: int) -> WorkerSlot:
-        return WorkerSlot(node_name(queue), "worker", queue, size, self.new_policy())
+        return WorkerSlot(node_name(self.settings, queue), "worker", queue, size, self.new_policy())
 
     def add_redis(self) -> WorkerSlot:
         self.redis = WorkerSlot("redis", "redis", None, 0, self.new_policy())

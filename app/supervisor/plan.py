@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -26,15 +25,16 @@ TEST_FAIL_EXIT = 3
 ProcessFactory = Callable[..., WorkerProcess]
 
 
-def node_name(queue: str) -> str:
-    """What `-n <queue>@%h` expands to inside the worker."""
-    return f"{queue}@{socket.gethostname()}"
+def node_name(settings: Settings, queue: str) -> str:
+    """The Celery node name of this host's worker for `queue` (`-n` of its command)."""
+    return f"{queue}@{settings.node_name}"
 
 
-def worker_argv(app_module: str, queue: str, pool_size: int, log_level: str) -> list[str]:
+def worker_argv(settings: Settings, app_module: str, queue: str, pool_size: int) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", app_module, "worker",
-            "-Q", queue, "-c", str(pool_size), "-n", f"{queue}@%h", "-E",
-            "--loglevel", log_level.upper(),
+            "-Q", settings.broker_queue(queue), "-c", str(pool_size),
+            "-n", node_name(settings, queue), "-E",
+            "--loglevel", settings.CELERY_LOG_LEVEL.upper(),
             # Mingle waits a second for other nodes at start, gossip makes every worker
             # follow every other's events: neither is needed with one worker per queue.
             "--without-mingle", "--without-gossip"]
@@ -52,6 +52,7 @@ def child_env(settings: Settings, *, broker_url: str | None,
             continue
         env[name] = _env_value(value)
     env["START_CELERY_WORKER"] = "false"  # a worker child never spawns workers of its own
+    env["NODE_NAME"] = settings.node_name  # the same name, without reading the id file
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url
     if result_backend:
@@ -94,7 +95,7 @@ class WorkerPlan:
         if self.settings.CELERY_TEST_FAIL_QUEUE == queue:
             fail = (TEST_FAIL_EXIT, f"CELERY_TEST_FAIL_QUEUE={queue}: injected failure "
                                     "at worker start (test-only setting)")
-        argv = worker_argv(self.worker_app, queue, pool_size, self.settings.CELERY_LOG_LEVEL)
+        argv = worker_argv(self.settings, self.worker_app, queue, pool_size)
         log_file = LogFile(self.settings.logs_dir / f"worker-{queue}.log")
         return self.process_factory(name, argv, env=env, cwd=PROJECT_ROOT, log=log_file,
                                     fail_at_start=fail)

@@ -210,8 +210,8 @@ def _reconciler_threads() -> int:
 
 @pytest.mark.parametrize("manager_first", [True, False], ids=["manager-first", "web-first"])
 def test_manager_host_and_web_process_share_the_reconciler_lock(tmp_path, manager_first):
-    """The manager host's reconciler takes run/jobs-reconciler.lock like any other
-    process's, so exactly one periodic sweep runs per instance; the manager's
+    """The manager host's reconciler takes the reconciler lease (a database row) like
+    any other process's, so exactly one periodic sweep runs per instance; the manager's
     worker-lost hook works in its own process either way."""
     from app import create_app
     from app.runtime import runtime_of

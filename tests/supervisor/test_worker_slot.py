@@ -1,6 +1,8 @@
 """How concurrency is split, how queues are parsed, what a worker child gets."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.settings import parse_queues
@@ -37,9 +39,11 @@ def test_parse_queues_counts_repeats_as_weight():
 
 
 def test_worker_argv_is_the_documented_command():
-    argv = worker_argv("celery_app", "pdf_offset", 2, "info")
-    assert argv[1:] == ["-m", "celery", "-A", "celery_app", "worker", "-Q", "pdf_offset",
-                        "-c", "2", "-n", "pdf_offset@%h", "-E", "--loglevel", "INFO",
+    settings = make_settings(Path("/nonexistent"), NODE_NAME="web1", CELERY_LOG_LEVEL="info",
+                             CELERY_QUEUE_PREFIX="blue.")
+    argv = worker_argv(settings, "celery_app", "pdf_offset", 2)
+    assert argv[1:] == ["-m", "celery", "-A", "celery_app", "worker", "-Q", "blue.pdf_offset",
+                        "-c", "2", "-n", "pdf_offset@web1", "-E", "--loglevel", "INFO",
                         "--without-mingle", "--without-gossip"]
 
 
