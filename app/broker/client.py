@@ -125,7 +125,7 @@ class BrokerClient:
         def do():
             with self.app.connection_for_write() as conn:
                 if kind == "amqp":
-                    return {name: broker_queues.passive_queue_size(conn, name)
+                    return {name: broker_queues.passive_queue_size(conn, self._on_broker(name))
                             for name in queues}
                 channel = conn.default_channel
                 return {name: broker_queues.queue_size(channel, self._on_broker(name))

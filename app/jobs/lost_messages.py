@@ -77,12 +77,13 @@ class LostMessages:
     def view(self, queue: str) -> QueueView:
         """Raises on a broker error (the caller concludes nothing then)."""
         app = self.celery()
+        on_broker = self.settings.broker_queue(queue)
         if self.kind == "redis":
-            return QueueView(ids=broker_queues.waiting_ids(app, [queue])
+            return QueueView(ids=broker_queues.waiting_ids(app, [on_broker])
                              | broker_queues.unacked_ids(app))
         if self.kind == "amqp":
             with app.connection_for_write() as conn:  # type: ignore[attr-defined]
-                return QueueView(empty=broker_queues.passive_queue_size(conn, queue) == 0)
+                return QueueView(empty=broker_queues.passive_queue_size(conn, on_broker) == 0)
         # Nothing to count: the queue is taken as empty only while no work flows there (no
         # job of it running or started lately), so a backlog is never mistaken for a loss.
         return QueueView(empty=not self.store.queue_busy(queue, time.time() - self.lost_after))
