@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from app.settings import KNOWN_QUEUES, load_settings_or_exit, queue_names  # noqa: E402
+from app.queue_names import KNOWN_QUEUES, queue_names  # noqa: E402
+from app.settings import load_settings_or_exit  # noqa: E402
 
 
 def parse_args(argv: list[str], settings) -> argparse.Namespace:

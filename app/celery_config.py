@@ -12,7 +12,8 @@ import re
 from celery import Celery
 from kombu import Exchange, Queue
 
-from app.settings import KNOWN_QUEUES, Settings, SettingsError
+from app.queue_names import KNOWN_QUEUES
+from app.settings import Settings, SettingsError
 from app.transports import has_broadcast
 
 TASK_GENERATE = "scm.generate_sheets"

@@ -6,83 +6,28 @@ other module reads ``os.environ`` for configuration: they receive a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-import stat
 import sys
-import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, overload
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.client_libraries import client_library_problem
 from app.node_identity import default_node_name
+from app.queue_names import KNOWN_QUEUES, NODE_NAME_PATTERN, QUEUE_PREFIX_PATTERN, parse_queues, queue_names
+from app.socket_folder import private_temp_folder
 from app.strength import password_problem, secret_problem
 from app.transports import family, has_broadcast
 
-QueueName = Literal["pdf_generation", "pdf_offset", "default"]
-KNOWN_QUEUES: tuple[str, ...] = get_args(QueueName)
 # SQLAlchemy URL schemes the job store runs on (drivers installed by requirements.txt).
 SUPPORTED_DATABASE_SCHEMES = ("sqlite", "postgresql+psycopg")
 # A placeholder people copy from examples; never accepted in production.
 DEFAULT_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
-# A node name goes into Celery node names (`<queue>@NODE_NAME`), runner names
-# (`<node>/<pid>`) and the host registry: no `@`, `/`, spaces or control characters.
-NODE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-# A queue prefix becomes part of broker queue names (Redis keys, AMQP queues, SQS queues).
-QUEUE_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,48}$")
-
-
-def queue_names(queues) -> tuple[str, ...]:
-    """The one queue-list parser: names (list or comma string), validated, repeats kept.
-
-    Used by CELERY_QUEUES, the admin API's start/purge, and celery_worker.py;
-    ValueError names what is wrong.
-    """
-    if isinstance(queues, str):
-        queues = [part.strip() for part in queues.split(",") if part.strip()]
-    if not isinstance(queues, (list, tuple)) or not queues or \
-            not all(isinstance(q, str) for q in queues):
-        raise ValueError("must name at least one queue")
-    unknown = sorted(set(queues) - set(KNOWN_QUEUES))
-    if unknown:
-        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(KNOWN_QUEUES)}")
-    return tuple(queues)
-
-
-def parse_queues(queues) -> dict[str, int]:
-    """A queue list -> {queue: weight} (repeats are weight), in first-seen order."""
-    weights: dict[str, int] = {}
-    for name in queue_names(queues):
-        weights[name] = weights.get(name, 0) + 1
-    return weights
-
-
-def split_concurrency(total: int, weights: dict[str, int]) -> dict[str, int]:
-    """Pool size per queue: proportional to weight (largest remainder), at least 1 each."""
-    if not weights:
-        return {}
-    if total <= len(weights):
-        return dict.fromkeys(weights, 1)
-    weight_sum = sum(weights.values())
-    ideal = {q: total * w / weight_sum for q, w in weights.items()}
-    sizes = {q: max(1, int(ideal[q])) for q in weights}
-    # Raising a tiny share to 1 may overshoot: take it back from the largest pools.
-    while sum(sizes.values()) > total:
-        biggest = max(sizes, key=lambda q: (sizes[q], -ideal[q]))
-        sizes[biggest] -= 1
-    by_remainder = sorted(weights, key=lambda q: ideal[q] - sizes[q], reverse=True)
-    for queue in by_remainder[:total - sum(sizes.values())]:
-        sizes[queue] += 1
-    return sizes
-
-
 class SettingsError(RuntimeError):
     """Configuration that cannot work; the message says which variable and why."""
 
@@ -453,24 +398,14 @@ class Settings(BaseSettings):
         return self.EMBEDDED_REDIS and not self.broker_configured
 
     def socket_path(self, name: str) -> Path:
-        """run/<name>, or a short private per-instance folder when that exceeds sun_path.
-
-        The fallback lives in the temp folder, where another local user could create it
-        first: it is used only when it is ours and private.
-        """
+        """run/<name>, or a short private per-instance folder when that exceeds sun_path."""
         path = self.run_dir / name
         if len(str(path)) <= 100:  # sun_path holds 108 bytes
             return path
-        digest = hashlib.sha256(str(self.INSTANCE_PATH).encode()).hexdigest()[:16]
-        folder = Path(tempfile.gettempdir()) / f"scm-{os.getuid()}-{digest}"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = folder.lstat()
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() \
-                or stat.S_IMODE(info.st_mode) & 0o077:
-            raise SettingsError(
-                f"{folder} (socket folder for a long INSTANCE_PATH) is not a private folder "
-                "owned by this user; remove it or use a shorter INSTANCE_PATH")
-        return folder / name
+        try:
+            return private_temp_folder(self.INSTANCE_PATH) / name
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -518,27 +453,6 @@ class Settings(BaseSettings):
         for folder in (self.INSTANCE_PATH, self.run_dir):
             if folder.stat().st_uid == os.getuid():
                 os.chmod(folder, 0o700)
-
-
-@overload
-def mask_url(url: str) -> str: ...
-@overload
-def mask_url(url: None) -> None: ...
-
-
-def mask_url(url: str | None) -> str | None:
-    """A broker URL safe to show: password replaced by ***."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query,
-                       parts.fragment))
 
 
 def load_settings(**overrides) -> Settings:

@@ -45,7 +45,7 @@ class PostgresServer:
         self.engine = sa.create_engine(self.url, poolclass=sa.NullPool)
 
     @classmethod
-    def create(cls) -> "PostgresServer":
+    def create(cls) -> PostgresServer:
         admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT",
                                  poolclass=sa.NullPool, connect_args={"connect_timeout": 5})
         name = f"scm_test_{os.getpid()}_{secrets.token_hex(4)}"

@@ -1,6 +1,7 @@
 import pytest
 
-from app.settings import DEFAULT_JWT_SECRET, SettingsError, load_settings, mask_url
+from app.settings import DEFAULT_JWT_SECRET, SettingsError, load_settings
+from app.urls import mask_url
 
 
 def test_queue_repeats_become_weights(monkeypatch, tmp_path):

@@ -25,7 +25,7 @@ from kombu import Connection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from app.settings import mask_url
+from app.urls import mask_url
 
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix")
 

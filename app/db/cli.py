@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 
 from app.db.engine import create_engine
 from app.db.migrate import current_revision, head_revision, history, upgrade
-from app.settings import mask_url
+from app.urls import mask_url
 
 db_cli = AppGroup("db", help="Manage the job and user store's schema.")
 

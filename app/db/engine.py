@@ -97,7 +97,7 @@ def engine_or_exit(target: str | Path) -> Engine:
     stderr and exit 2 (not a traceback per process, not a crash loop)."""
     import sys
 
-    from app.settings import mask_url
+    from app.urls import mask_url
 
     try:
         return engine_for(target)

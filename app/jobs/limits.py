@@ -9,7 +9,8 @@ fallback child, from the same settings, so an upload accepted here is not refuse
 from __future__ import annotations
 
 from app.cards.budget import MB, MemoryBudget
-from app.settings import Settings, split_concurrency
+from app.queue_names import split_concurrency
+from app.settings import Settings
 
 SHEETS_QUEUE = "pdf_generation"
 # Measured (VmRSS / PSS with the card engine, pypdf, numpy and Pillow imported): what a

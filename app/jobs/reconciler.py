@@ -59,6 +59,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from app.broker import is_redis_url
 from app.broker import queues as broker_queues
+from app.jobs.broker_holdings import BrokerHoldings
 from app.jobs.cleanup import periodic_cleanup
 from app.jobs.dispatch import Dispatcher
 from app.jobs.holders import holder_is_dead, node_of, on_this_node
@@ -92,7 +93,7 @@ class Reconciler:
         self.lost = LostMessages(settings, store, lambda: dispatcher.celery,
                                  self._recovered_at, self.lost_after)
         self.outage_grace = outage_grace      # broker down this long: run it in threads
-        self.inspect_timeout = inspect_timeout
+        self.holdings = BrokerHoldings(settings, dispatcher, inspect_timeout)
         self.cleanup_interval = cleanup_interval
         self.child_exit_wait = child_exit_wait  # for a dead worker's pool children to go
         # A queue without a live consumer this long: its queued jobs go to the fallback.
@@ -243,9 +244,9 @@ class Reconciler:
         if not self.store.queued_celery(published_before=published_before, queue=queue):
             return []
         snapshot_at = time.time()
-        in_broker = self._broker_contents(queue)
+        in_broker = self.holdings.contents(queue)
         if in_broker is None:
-            if self._broker_up():
+            if self.holdings.broker_up():
                 # Not Redis (AMQP brokers redeliver a dead consumer's messages at once),
                 # or the read failed: nothing to conclude this time.
                 return []
@@ -261,7 +262,7 @@ class Reconciler:
             if job.id not in in_broker and job.task_id not in in_broker]
         if not candidates:
             return []
-        held = self._held_by_workers([job.task_id for job in candidates if job.task_id])
+        held = self.holdings.held_by_workers([job.task_id for job in candidates if job.task_id])
         if held is None:
             return []
         return self._resend_all(job for job in candidates
@@ -274,7 +275,7 @@ class Reconciler:
         queues = sorted({job.queue for job in self.store.queued_celery(published_before=cutoff)})
         if not queues:
             return []
-        if not self._broker_up():
+        if not self.holdings.broker_up():
             # Broker down. Waiting is right for a short outage; after the grace period
             # the job runs in threads (a copy that comes back later finds it done).
             return [job_id for job in self.store.queued_celery(
@@ -312,7 +313,7 @@ class Reconciler:
             return []
         held: set[str] | None = set()
         if has_broadcast(self.settings.broker_url):
-            held = self._held_by_workers([job.task_id for job in candidates if job.task_id])
+            held = self.holdings.held_by_workers([job.task_id for job in candidates if job.task_id])
         if held is None:
             return []
         return [job for job in candidates if job.task_id not in held]
@@ -355,7 +356,7 @@ class Reconciler:
                           if job.id not in in_broker and job.task_id not in in_broker]
             if not candidates:
                 return counts
-            held = self._held_by_workers([job.task_id for job in candidates if job.task_id])
+            held = self.holdings.held_by_workers([job.task_id for job in candidates if job.task_id])
             # Unknown (the inspect failed): the administrator asked for these to go.
             held = held or set()
             failed = self.store.fail_purged(
@@ -371,7 +372,7 @@ class Reconciler:
     def _broker_contents_of(self, queues: list[str]) -> set[str] | None:
         found: set[str] = set()
         for name in queues:
-            ids = self._broker_contents(name)
+            ids = self.holdings.contents(name)
             if ids is None:
                 return None
             found |= ids
@@ -463,42 +464,6 @@ class Reconciler:
         if sent:
             log.warning("resumed %d journaled job(s) from a previous run: %s", len(sent), sent)
         return sent
-
-    # --- what the broker and workers hold -------------------------------------------------
-    def _broker_contents(self, queue: str | None) -> set[str] | None:
-        """Task ids and job ids of messages waiting in the queue lists; None if unknown."""
-        if not is_redis_url(self.settings.broker_url) or not self._broker_up():
-            return None
-        queues = [queue] if queue else list(self.settings.queue_weights) or ["default"]
-        try:
-            return broker_queues.waiting_ids(
-                self.dispatcher.celery, [self.settings.broker_queue(q) for q in queues])
-        except Exception as exc:
-            log.info("reconciler: cannot read the broker queues (%s)", exc)
-            return None
-
-    def _broker_up(self) -> bool:
-        monitor = self.dispatcher.broker_monitor
-        try:
-            return bool(self.settings.broker_url and monitor is not None and monitor.is_up())
-        except Exception:
-            return False
-
-    def _held_by_workers(self, task_ids: Iterable[str]) -> set[str] | None:
-        """Which of these task ids a live worker knows (reserved, active, scheduled)."""
-        task_ids = list(task_ids)
-        if not task_ids:
-            return set()
-        try:
-            # On the dispatcher's one inspector thread: see Dispatcher.query_task.
-            replies = self.dispatcher.query_task(task_ids, self.inspect_timeout)
-        except Exception as exc:
-            log.info("reconciler: cannot inspect workers (%s)", exc)
-            return None
-        held: set[str] = set()
-        for tasks in replies.values():
-            held.update((tasks or {}).keys())
-        return held
 
     # --- a host of the cluster stopped reporting (app.cluster) ----------------------------
     def redispatch_host_jobs(self, node: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.settings import KNOWN_QUEUES, NODE_NAME_PATTERN, QueueName
+from app.queue_names import KNOWN_QUEUES, NODE_NAME_PATTERN, QueueName
 from app.supervisor.logtail import DEFAULT_BYTES as LOG_DEFAULT_BYTES
 from app.supervisor.logtail import MAX_BYTES as LOG_MAX_BYTES
 

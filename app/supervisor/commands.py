@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from app.queue_names import split_concurrency
 from app.settings import Settings
 from app.supervisor.broker_choice import BrokerChoice
 from app.supervisor.fleet import KILL_WAIT, QUIT_GRACE, Fleet
 from app.supervisor.loop import Pending
 from app.supervisor.pidfile import stop_stale
-from app.supervisor.plan import split_concurrency
 from app.supervisor.worker_slot import STOPPED, STOPPING
 
 log = logging.getLogger(__name__)

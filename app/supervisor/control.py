@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from app.broker import BrokerClient, BrokerMonitor, monitor_for
-from app.settings import Settings, mask_url
+from app.settings import Settings
 from app.supervisor import errors as sup_errors
 from app.supervisor.admin_ops import ADMIN_OPS, AdminOp
 from app.supervisor.control_socket import ControlSocketServer, read_line, request_line, result_of
 from app.supervisor.errors import BrokerUnavailable, ManagerUnavailable, SupervisorError
+from app.urls import mask_url
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from app import transports
 from app.broker import BrokerClient, BrokerUnavailable, monitor_for
-from app.settings import Settings, mask_url, parse_queues
+from app.queue_names import parse_queues
+from app.settings import Settings
 from app.supervisor.broker_choice import REDIS_BOOT_TIMEOUT, BrokerChoice
 from app.supervisor.commands import FleetCommands
 from app.supervisor.errors import InvalidRequest, ManagerUnavailable
@@ -41,6 +42,7 @@ from app.supervisor.plan import WorkerPlan
 from app.supervisor.prober import BrokerChanged, PingRound, Prober, Stalled
 from app.supervisor.process import WorkerProcess
 from app.supervisor.worker_slot import BACKOFF, RUNNING, STARTING, WorkerSlot
+from app.urls import mask_url
 
 log = logging.getLogger(__name__)
 

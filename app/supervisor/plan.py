@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.settings import Settings, split_concurrency  # noqa: F401 (its home was here)
+from app.settings import Settings
 from app.supervisor.logfile import LogFile
 from app.supervisor.process import WorkerProcess
 from app.supervisor.redis_server import EmbeddedRedis

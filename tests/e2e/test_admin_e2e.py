@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from app.celery_config import TASK_HEALTH, make_celery
-from app.settings import KNOWN_QUEUES
+from app.queue_names import KNOWN_QUEUES
 from app.supervisor.admin_ops import ADMIN_OPS
 from tests.conftest import make_settings
 

@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from app.celery_config import TASK_HEALTH, make_celery
-from app.settings import KNOWN_QUEUES
+from app.queue_names import KNOWN_QUEUES
 from app.supervisor.control import ManagerHandle
 from tests.conftest import make_settings, wait_for
 

@@ -60,7 +60,7 @@ class CeleryWorker:
         import socket
         return f"{self.name}@{socket.gethostname()}"
 
-    def start(self) -> "CeleryWorker":
+    def start(self) -> CeleryWorker:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", self.app_module, "worker",

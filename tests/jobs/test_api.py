@@ -14,8 +14,7 @@ from app import create_app
 from app.jobs import services
 from app.jobs.engine import SheetJobParams
 from app.runtime import runtime_of
-from tests.conftest import make_settings
-from tests.conftest import wait_for
+from tests.conftest import make_settings, wait_for
 from tests.jobs.conftest import png_bytes
 
 JOB_FIELDS = {"id", "kind", "status", "progress", "message", "mode", "error", "created_at",

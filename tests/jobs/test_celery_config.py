@@ -6,8 +6,14 @@ import sys
 
 import pytest
 
-from app.celery_config import (QUEUE_FOR_TASK, TASK_FOR_KIND, TASK_GENERATE, TASK_OFFSET,
-                               make_celery, parse_rate_limits)
+from app.celery_config import (
+    QUEUE_FOR_TASK,
+    TASK_FOR_KIND,
+    TASK_GENERATE,
+    TASK_OFFSET,
+    make_celery,
+    parse_rate_limits,
+)
 from app.settings import SettingsError
 from tests.conftest import make_settings
 from tests.jobs.conftest import ROOT

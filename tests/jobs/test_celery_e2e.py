@@ -8,14 +8,13 @@ import time
 import pypdfium2
 import pytest
 
+from app.broker import BrokerMonitor
 from app.celery_config import TASK_CLEANUP, TASK_HEALTH
 from app.jobs.dispatch import Dispatcher
 from app.jobs.fallback import ThreadFallback
 from app.jobs.reconciler import Reconciler
 from app.jobs.store import JobStore
-from app.broker import BrokerMonitor
-from tests.conftest import make_settings
-from tests.conftest import wait_for
+from tests.conftest import make_settings, wait_for
 from tests.jobs.conftest import png_bytes
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,8 +12,7 @@ from pypdf import PdfReader
 
 from app.cards.errors import CardError
 from app.cards.offset import offset_pdf
-from app.cards.pdf_limits import (MAX_OFFSET_PAGES, RateLimitedForwarder, limit_pypdf_logging,
-                                   quick_check)
+from app.cards.pdf_limits import MAX_OFFSET_PAGES, RateLimitedForwarder, limit_pypdf_logging, quick_check
 from tests.jobs.test_api import _fast_password_hashing, api, make_api, submit  # noqa: F401
 from tests.pdf_makers import _write, deep_page_tree, many_pages, with_active_content
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from flask_jwt_extended import create_access_token
 
 from app import create_app

@@ -29,11 +29,11 @@ class JobSystem:
     """Store, dispatcher, thread fallback and reconciler around one manager."""
 
     def __init__(self, settings, managers):
+        from app.broker import BrokerMonitor
         from app.jobs.dispatch import Dispatcher
         from app.jobs.fallback import InProcessJobs, ThreadFallback
         from app.jobs.reconciler import Reconciler
         from app.jobs.store import JobStore
-        from app.broker import BrokerMonitor
 
         settings.ensure_dirs()
         self.settings = settings

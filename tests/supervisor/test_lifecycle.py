@@ -17,8 +17,7 @@ import pytest
 from app.supervisor.errors import BrokerUnavailable
 from app.supervisor.pidfile import StateFile
 from app.supervisor.plan import PROJECT_ROOT
-from tests.conftest import make_settings
-from tests.conftest import wait_for
+from tests.conftest import make_settings, wait_for
 from tests.supervisor.conftest import TEST_APP, all_running, worker
 from tests.supervisor.marks import marks_of
 

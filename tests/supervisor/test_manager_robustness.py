@@ -21,8 +21,7 @@ from app.supervisor.plan import PROJECT_ROOT, child_env
 from app.supervisor.prober import Prober
 from app.supervisor.redis_server import EmbeddedRedis
 from app.supervisor.worker_slot import BACKOFF, FAILED, STARTING, STOPPED
-from tests.conftest import make_settings
-from tests.conftest import wait_for
+from tests.conftest import make_settings, wait_for
 from tests.supervisor.conftest import TEST_APP, all_running, worker
 from tests.supervisor.fakes import fleet_for
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import parse_queues
-from app.supervisor.plan import child_env, split_concurrency, worker_argv
+from app.queue_names import parse_queues
+from app.queue_names import split_concurrency
+from app.supervisor.plan import child_env, worker_argv
 from tests.conftest import make_settings
 
 
@@ -68,7 +69,15 @@ def test_child_env_rebuilds_the_same_settings(tmp_path, monkeypatch):
 # --- the state machine and its one restart decision ------------------------------------
 from app.supervisor.policy import RestartPolicy  # noqa: E402
 from app.supervisor.worker_slot import (  # noqa: E402
-    BACKOFF, FAILED, RUNNING, STARTING, STOPPED, TRANSITIONS, InvalidTransition, WorkerSlot)
+    BACKOFF,
+    FAILED,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    TRANSITIONS,
+    InvalidTransition,
+    WorkerSlot,
+)
 
 
 def _slot(max_restarts=2, retry_after=10.0):

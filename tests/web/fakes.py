@@ -11,7 +11,7 @@ import threading
 
 from kombu.exceptions import OperationalError
 
-from app.settings import KNOWN_QUEUES
+from app.queue_names import KNOWN_QUEUES
 from app.supervisor.errors import BrokerUnavailable, InvalidRequest
 from app.supervisor.worker_slot import REASONS, RUNNING
 
@@ -52,7 +52,7 @@ class FakeManager:
         return {"mode": "celery",
                 "workers": [{"name": "default@host", "queue": "default", "pid": 4242,
                              "state": RUNNING, "pool_size": 1, "restarts": 2,
-                             "restarts_by_reason": {**{r: 0 for r in REASONS},
+                             "restarts_by_reason": {**dict.fromkeys(REASONS, 0),
                                                     "crash": 1, "manual": 1},
                              "responsive": True, "cpu_percent": 1.5, "rss_bytes": 1000,
                              "memory_bytes": 5000}],
@@ -60,8 +60,8 @@ class FakeManager:
                            "since": None, "last_error": None, "embedded": False,
                            "process": None},
                 "queues": {"default": 3, "pdf_generation": 0, "pdf_offset": None},
-                "restarts_by_reason": {**{r: 0 for r in REASONS}, "crash": 1, "manual": 1},
-                "concurrency": {name: 1 for name in KNOWN_QUEUES},
+                "restarts_by_reason": {**dict.fromkeys(REASONS, 0), "crash": 1, "manual": 1},
+                "concurrency": dict.fromkeys(KNOWN_QUEUES, 1),
                 "manager": {"running": True, "pid": os.getpid(), "uptime_seconds": 1.0,
                             "threads_reason": None}}
 
@@ -82,7 +82,7 @@ class FakeManager:
 
     def purge(self, queues):
         self._record("purge", queues=queues)
-        return {"purged": {name: 0 for name in queues}}
+        return {"purged": dict.fromkeys(queues, 0)}
 
     def log_tail(self, worker, max_bytes=16 * 1024):
         self._record("log_tail", worker=worker, max_bytes=max_bytes)
