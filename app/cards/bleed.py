@@ -4,7 +4,7 @@ Renderers such as poppler rasterize a placed image before clipping it, so a blee
 by magnifying the whole card image until one edge pixel covers the bleed costs them
 minutes and gigabytes per page. Instead each card image gets, per way it is placed
 (crop, extend-corners, the back's turn), four tiny strip images (its edge row or column)
-and four corner colours, taken once from its decoded pixels.
+and four corner colours, taken once from its decoded pixels (only those lines are read).
 
 All coordinates here are in the placed frame: the embedded image upright (EXIF applied)
 and, for backs, turned 180°; pixel row 0 at the top.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -74,30 +75,72 @@ def _index(value: float, size: int) -> int:
     return min(size - 1, max(0, math.floor(value)))
 
 
-def edges_of(pixels: np.ndarray, key: EdgeKey, original: tuple[int, int]) -> Edges:
-    """Strips and corners of `pixels` (upright H x W or H x W x 3 uint8) placed as `key`."""
-    if key.turned:
-        pixels = pixels[::-1, ::-1]
-    size = (pixels.shape[1], pixels.shape[0])
+class Lines(Protocol):
+    """Rows and columns of an upright decoded image, read without copying all of it."""
+
+    size: tuple[int, int]      # width, height
+
+    def row(self, y: int) -> np.ndarray: ...      # W x 3 (RGB) or W (grey) uint8
+
+    def column(self, x: int) -> np.ndarray: ...   # H x 3 or H
+
+
+class ArrayLines:
+    """Lines of an H x W (x 3) uint8 array, which may be a strided view (RGB of RGBA)."""
+
+    def __init__(self, pixels: np.ndarray):
+        self._pixels = pixels
+        self.size = (pixels.shape[1], pixels.shape[0])
+
+    def row(self, y: int) -> np.ndarray:
+        return self._pixels[y]
+
+    def column(self, x: int) -> np.ndarray:
+        return self._pixels[:, x]
+
+
+class ImageLines:
+    """Lines of a loaded Pillow image (RGB or L). Cropping one line is cheap; turning the
+    whole image into an array would copy every pixel (Pillow stores RGB as 4 bytes)."""
+
+    def __init__(self, image):
+        self._image = image
+        self.size = image.size
+
+    def row(self, y: int) -> np.ndarray:
+        return np.asarray(self._image.crop((0, y, self.size[0], y + 1)))[0]
+
+    def column(self, x: int) -> np.ndarray:
+        return np.asarray(self._image.crop((x, 0, x + 1, self.size[1])))[:, 0]
+
+
+def edges_of(lines: Lines, key: EdgeKey, original: tuple[int, int]) -> Edges:
+    """Strips and corners of an upright image placed as `key`: four lines, never all pixels."""
+    size = lines.size
     box = source_box(key, size, original)
     left, top, right, bottom = edge_indices(key, box, size)
-    grey = pixels.ndim == 2
+
+    def line(read, index: int, length: int) -> np.ndarray:
+        # Turned 180°: line i of the turned image is line length-1-i, reversed.
+        return read(length - 1 - index)[::-1] if key.turned else read(index)
+
+    rows = {name: line(lines.row, y, size[1]) for name, y in (("top", top), ("bottom", bottom))}
+    cols = {name: line(lines.column, x, size[0]) for name, x in (("left", left), ("right", right))}
+    grey = rows["top"].ndim == 1
 
     def strip(samples: np.ndarray, width: int, height: int) -> Strip:
         return Strip(width, height, grey, np.ascontiguousarray(samples).tobytes())
 
-    def colour(row: int, col: int) -> tuple[int, int, int]:
-        value = pixels[row, col]
-        if grey:
-            return (int(value),) * 3
-        red, green, blue = (int(v) for v in value)  # H x W x 3: one sample per channel
-        return red, green, blue
+    def colour(row: np.ndarray, col: int) -> tuple[int, int, int]:
+        value = row[col]
+        return (int(value),) * 3 if grey else (int(value[0]), int(value[1]), int(value[2]))
 
     return Edges(
         box=box,
-        top=strip(pixels[top], size[0], 1),
-        bottom=strip(pixels[bottom], size[0], 1),
-        left=strip(pixels[:, left], 1, size[1]),
-        right=strip(pixels[:, right], 1, size[1]),
-        corners=(colour(top, left), colour(top, right), colour(bottom, left), colour(bottom, right)),
+        top=strip(rows["top"], size[0], 1),
+        bottom=strip(rows["bottom"], size[0], 1),
+        left=strip(cols["left"], 1, size[1]),
+        right=strip(cols["right"], 1, size[1]),
+        corners=(colour(rows["top"], left), colour(rows["top"], right),
+                 colour(rows["bottom"], left), colour(rows["bottom"], right)),
     )

@@ -16,10 +16,13 @@ LEVEL = 2      # zlib-ng: level 1 is a third larger on card art, levels above 2 
 
 
 def png_idat(pixels: np.ndarray) -> bytes:
-    """zlib data of `pixels` (H x W grey or H x W x 3 uint8) as PNG rows, each "Up"-filtered."""
+    """zlib data of `pixels` (H x W grey or H x W x 3 uint8, possibly a strided view such
+    as the RGB of an RGBA array) as PNG rows, each "Up"-filtered."""
     from zlib_ng import zlib_ng
 
     height = pixels.shape[0]
+    # One contiguous copy first: numpy subtracts rows of 3-sample pixels in a strided
+    # view many times slower than flat rows.
     rows = np.ascontiguousarray(pixels).reshape(height, -1)
     filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
     filtered[:, 0] = PNG_UP

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.cards.bleed import EdgeKey, Edges, edges_of
+from app.cards.bleed import ArrayLines, EdgeKey, Edges, ImageLines, Lines, edges_of
+from app.cards.decode import fast_png, flatten_on_white, png_pixels
 from app.cards.deflate import png_idat
 from app.cards.errors import CardError
 from app.cards.options import Crop
@@ -178,22 +179,53 @@ def _reason(exc: Exception) -> str:
 
 
 def _prepare(path, name, demands, max_pixels, quality, spool) -> PreparedImage:
+    data, stamp = _read(path, name, max_pixels)
+    png = _png_layout(data) if data.startswith(PNG_SIGNATURE) else None
+    if png is not None and png.width * png.height > max_pixels:
+        raise CardError(f"{name}: image is too large ({png.width} x {png.height} px, "
+                        f"limit {max_pixels:,} pixels)")
+    fmt, width, height, orientation = _identify(data, png, name, max_pixels)
+    upright = (height, width) if orientation >= 5 else (width, height)
+    target = _downsample_size(upright, demands)
+
+    lines: Lines
+    if target is None and png is not None and png.passthrough and quality == 100:
+        _check_png_stream(data, png, name)
+        lines = ArrayLines(png_pixels(data))   # one decode: libpng's check, and the strips
+        image = PreparedImage(name, width, height, 1, png.colorspace, "/FlateDecode", True,
+                              FileSlices(path, name, png.idat, stamp), upright, passthrough=True)
+    elif target is None and fmt == "JPEG" and _jpeg_passthrough(data):
+        lines = ImageLines(_decoded_image(data, orientation))
+        colorspace = "/DeviceGray" if _jpeg_components(data) == 1 else "/DeviceRGB"
+        image = PreparedImage(name, width, height, orientation, colorspace, "/DCTDecode", False,
+                              FileSlices(path, name, [(0, len(data))], stamp), upright,
+                              passthrough=True)
+    elif target is None and png is not None and orientation == 1 and fast_png(
+            png.bit_depth, png.color_type, png.interlace, png.has_transparency):
+        image, lines = _reencode_png(data, name, upright, quality, spool)
+    else:
+        image, lines = _decode(data, name, upright, target, quality, spool)
+    image.edges = {d.edge: edges_of(lines, d.edge, upright) for d in demands if d.edge is not None}
+    return image
+
+
+def _read(path: Path, name: str, max_pixels: int) -> tuple[bytes, tuple[int, int]]:
+    """The file's bytes and the (size, mtime) stamp FileSlices checks again at write time."""
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
             # No sane image file is this much bigger than its pixels.
             if st.st_size > 4 * max_pixels + (16 << 20):
                 raise CardError(f"{name}: file is too large ({st.st_size:,} bytes)")
-            data = fh.read()
+            return fh.read(), (st.st_size, st.st_mtime_ns)
     except OSError as exc:
         raise CardError(f"{name}: cannot read the file ({exc.strerror})") from None
-    stamp = (st.st_size, st.st_mtime_ns)   # what FileSlices checks again at write time
 
-    png = _png_layout(data) if data.startswith(PNG_SIGNATURE) else None
-    if png is not None and png.width * png.height > max_pixels:
-        raise CardError(f"{name}: image is too large ({png.width} x {png.height} px, "
-                        f"limit {max_pixels:,} pixels)")
 
+def _identify(data: bytes, png: _PngLayout | None, name: str,
+              max_pixels: int) -> tuple[str, int, int, int]:
+    """(format, width, height, EXIF orientation) from the header; every PNG chunk's CRC
+    is checked, no pixel is decoded."""
     try:
         im = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
@@ -204,49 +236,36 @@ def _prepare(path, name, demands, max_pixels, quality, spool) -> PreparedImage:
     if width * height > max_pixels:
         raise CardError(f"{name}: image is too large ({width} x {height} px, "
                         f"limit {max_pixels:,} pixels)")
-    fmt = im.format
+    fmt = im.format or ""
     im.verify()  # PNG: checks every chunk's CRC through IEND; must come right after open
-
-    im = Image.open(io.BytesIO(data), formats=FORMATS)
     # A PNG keeps EXIF in an eXIf chunk; asking Pillow for it would decode the pixels.
-    orientation = 1 if fmt == "PNG" and not (png and png.has_exif) else _orientation(im)
-    upright = (height, width) if orientation >= 5 else (width, height)
-    target = _downsample_size(upright, demands)
-
-    if target is None and png is not None and png.passthrough and quality == 100:
-        _check_png_stream(data, png, name)
-        pixels = _decoded_pixels(data, orientation)
-        source = FileSlices(path, name, png.idat, stamp)
-        image = PreparedImage(name, width, height, 1, png.colorspace, "/FlateDecode", True,
-                              source, upright, passthrough=True)
-    elif target is None and fmt == "JPEG" and _jpeg_passthrough(data):
-        pixels = _decoded_pixels(data, orientation)
-        source = FileSlices(path, name, [(0, len(data))], stamp)
-        colorspace = "/DeviceGray" if _jpeg_components(data) == 1 else "/DeviceRGB"
-        image = PreparedImage(name, width, height, orientation, colorspace, "/DCTDecode", False,
-                              source, upright, passthrough=True)
-    else:
-        image, pixels = _decode(data, name, upright, target, quality, spool)
-    image.edges = {d.edge: edges_of(pixels, d.edge, upright) for d in demands if d.edge is not None}
-    return image
+    if fmt == "PNG" and not (png and png.has_exif):
+        return fmt, width, height, 1
+    return fmt, width, height, _orientation(Image.open(io.BytesIO(data), formats=FORMATS))
 
 
 def _check_png_stream(data: bytes, png: _PngLayout, name: str) -> None:
     """The IDAT data, which goes into the PDF as it is, must be one complete zlib stream
-    of exactly the image's size: chunk CRCs only prove the bytes were copied faithfully,
-    and a decoder may stop before a broken tail. Output is counted, never kept."""
+    of exactly the image's size, with a valid filter type on every row: chunk CRCs only
+    prove the bytes were copied faithfully, and a decoder may stop before a broken tail.
+    Output is inflated in bounded pieces and never kept whole."""
     from zlib_ng import zlib_ng
 
     channels = 1 if png.color_type == 0 else 3
-    expected = png.height * (1 + png.width * channels)
+    stride = 1 + png.width * channels
+    expected = png.height * stride
     inflater = zlib_ng.decompressobj()
     produced = 0
     damaged = CardError(f"{name}: the image data is damaged (its compressed pixels do not decode)")
     try:
         for offset, length in png.idat:
-            produced += len(inflater.decompress(data[offset:offset + length], expected + 1 - produced))
-            if produced > expected or inflater.unconsumed_tail:
+            chunk = inflater.decompress(data[offset:offset + length], expected + 1 - produced)
+            if produced + len(chunk) > expected or inflater.unconsumed_tail:
                 raise damaged
+            first = (-produced) % stride          # the filter byte of each row in this piece
+            if first < len(chunk) and max(chunk[first::stride]) > 4:
+                raise damaged
+            produced += len(chunk)
     # zlib_ng's stub declares `error` as an Exception instance; it is the exception class
     except zlib_ng.error:  # type: ignore[misc]
         raise damaged from None
@@ -254,14 +273,14 @@ def _check_png_stream(data: bytes, png: _PngLayout, name: str) -> None:
         raise damaged
 
 
-def _decoded_pixels(data: bytes, orientation: int) -> np.ndarray:
-    """Upright pixels of a pass-through file. Decoding all of it is the integrity check:
-    Pillow refuses truncated or corrupt entropy-coded / deflate data."""
-    im: Image.Image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG"))
+def _decoded_image(data: bytes, orientation: int) -> Image.Image:
+    """The upright, fully decoded image of a pass-through JPEG. Decoding all of it is the
+    integrity check: Pillow refuses truncated or corrupt entropy-coded data."""
+    im: Image.Image = Image.open(io.BytesIO(data), formats=("JPEG",))
     im.load()
     if orientation != 1:
         im = ImageOps.exif_transpose(im) or im
-    return np.asarray(im)
+    return im
 
 
 def _orientation(im: Image.Image) -> int:
@@ -282,29 +301,54 @@ def _downsample_size(upright: tuple[int, int], demands: list[Demand]) -> tuple[i
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
-def _decode(data, name, upright, target, quality, spool) -> tuple[PreparedImage, np.ndarray]:
-    im: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
-    if target is not None and im.format == "JPEG":
+def _reencode_png(data, name, upright, quality, spool) -> tuple[PreparedImage, Lines]:
+    """An 8-bit PNG that cannot pass through (transparency, or lossy output asked for):
+    decoded into numpy once, flattened where it is not opaque, encoded once."""
+    pixels = png_pixels(data)
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = flatten_on_white(pixels)
+    return _encoded(pixels, name, upright, quality, spool), ArrayLines(pixels)
+
+
+def _decode(data, name, upright, target, quality, spool) -> tuple[PreparedImage, Lines]:
+    """Everything else, through Pillow: any mode, EXIF orientation, downsampling."""
+    opened = Image.open(io.BytesIO(data), formats=FORMATS)
+    if target is not None and opened.format == "JPEG":
         # DCT scaling: decode straight at 1/2, 1/4 or 1/8 size when that still covers the target.
-        wanted = target if _orientation(im) < 5 else target[::-1]
-        im.draft(im.mode if im.mode in ("RGB", "L") else None, wanted)
-    im.seek(0)  # first frame of GIF / WebP / TIFF
-    im.load()
-    im = ImageOps.exif_transpose(im) or im
+        wanted = target if _orientation(opened) < 5 else target[::-1]
+        opened.draft(opened.mode if opened.mode in ("RGB", "L") else None, wanted)
+    opened.seek(0)  # first frame of GIF / WebP / TIFF
+    opened.load()
+    im: Image.Image = ImageOps.exif_transpose(opened) or opened
     im = _flatten(im)
     if target is not None and (im.width > target[0] or im.height > target[1]):
         im = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    colorspace = "/DeviceGray" if im.mode == "L" else "/DeviceRGB"
-    pixels = np.asarray(im)
     if quality < 100:
+        return _encoded(im, name, upright, quality, spool), ImageLines(im)
+    pixels = np.asarray(im)
+    return _encoded(pixels, name, upright, quality, spool), ArrayLines(pixels)
+
+
+def _encoded(pixels: np.ndarray | Image.Image, name: str, upright: tuple[int, int], quality: int,
+             spool: Spool) -> PreparedImage:
+    """Re-encoded upright pixels: lossless (Flate with PNG predictors) or JPEG below 100."""
+    if isinstance(pixels, np.ndarray):
+        height, width = pixels.shape[:2]
+        grey = pixels.ndim == 2
+    else:
+        width, height = pixels.size
+        grey = pixels.mode == "L"
+    if quality < 100:
+        im = pixels if isinstance(pixels, Image.Image) else Image.fromarray(np.ascontiguousarray(pixels))
         out = io.BytesIO()
         im.save(out, "JPEG", quality=quality, subsampling=0)
         encoded, pdf_filter, predictors = out.getvalue(), "/DCTDecode", False
     else:
+        assert isinstance(pixels, np.ndarray)
         encoded, pdf_filter, predictors = png_idat(pixels), "/FlateDecode", True
-    image = PreparedImage(name, im.width, im.height, 1, colorspace, pdf_filter, predictors,
-                          spool.put(encoded, name), upright, passthrough=False)
-    return image, pixels
+    colorspace = "/DeviceGray" if grey else "/DeviceRGB"
+    return PreparedImage(name, width, height, 1, colorspace, pdf_filter, predictors,
+                         spool.put(encoded, name), upright, passthrough=False)
 
 
 def _flatten(im: Image.Image) -> Image.Image:

@@ -101,13 +101,8 @@ def card_draws(image: PreparedImage, edges: Edges, slot: Slot, *, page_height_pt
     outer_l, outer_r = (x - bx, x + e), (x + w - e, x + w + bx)
     outer_t, outer_b = (y - by, y + e), (y + h - e, y + h + by)
 
-    pieces: list[ImagePiece | FillPiece] = []
-    for colour, xs, ys, inner in zip(edges.corners, (outer_l, outer_r, outer_l, outer_r),
-                                     (outer_t, outer_t, outer_b, outer_b), ("rb", "lb", "rt", "lt"),
-                                     strict=True):
-        if xs[1] > xs[0] and ys[1] > ys[0]:
-            rect = _grow((xs[0], ys[0], xs[1], ys[1]), inner, FILL_HAIR_PX)
-            pieces.append(FillPiece(colour, rect_pt(rect, page_height_pt)))
+    pieces: list[ImagePiece | FillPiece] = _corner_fills(edges, (outer_l, outer_r), (outer_t, outer_b),
+                                                         page_height_pt)
 
     def place(piece: str, to_unit: Matrix, src, dst, clip_x, clip_y, inner: str,
               stretch: str = "") -> None:
@@ -137,6 +132,19 @@ def card_draws(image: PreparedImage, edges: Edges, slot: Slot, *, page_height_pt
     # the card itself last, on top of everything that reaches under it
     place("card", to_source, (u0, v0, u1, v1), (x, y, x + w, y + h), inner_x, inner_y, "")
     return pieces
+
+
+def _corner_fills(edges: Edges, xs_lr, ys_tb, page_height_pt: float) -> list[ImagePiece | FillPiece]:
+    """The four bleed corners, each a rectangle in its corner pixel's colour."""
+    (outer_l, outer_r), (outer_t, outer_b) = xs_lr, ys_tb
+    fills: list[ImagePiece | FillPiece] = []
+    for colour, xs, ys, inner in zip(edges.corners, (outer_l, outer_r, outer_l, outer_r),
+                                     (outer_t, outer_t, outer_b, outer_b), ("rb", "lb", "rt", "lt"),
+                                     strict=True):
+        if xs[1] > xs[0] and ys[1] > ys[0]:
+            rect = _grow((xs[0], ys[0], xs[1], ys[1]), inner, FILL_HAIR_PX)
+            fills.append(FillPiece(colour, rect_pt(rect, page_height_pt)))
+    return fills
 
 
 def _unit_to_pixels(strip: Strip) -> Matrix:
