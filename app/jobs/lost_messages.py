@@ -111,12 +111,15 @@ class LostMessages:
         return due
 
     def broker_started_at(self) -> float | None:
-        """When the broker (re)started, where it says so (Redis INFO); else None."""
+        """The latest time the broker may have (re)started, where it says so (Redis INFO);
+        else None. INFO's uptime is a difference of whole seconds, so the start it implies
+        may be up to a second early: a restart just after a publish would look older than
+        the publish, and its lost messages like a purge."""
         if self.kind != "redis":
             return None
         with self.celery().connection_for_write() as conn:  # type: ignore[attr-defined]
             uptime = conn.default_channel.client.info("server").get("uptime_in_seconds")
-        return time.time() - float(uptime) if uptime is not None else None
+        return time.time() - float(uptime) + 1.0 if uptime is not None else None
 
     # --- the decision ----------------------------------------------------------------
     def decide(self, job: Job, started_at: float | None) -> str:
