@@ -6,8 +6,9 @@ JPEG q90, plus one back each) and prints three tables:
 
 1. generate_sheets (letter / standard) per deck, and offset_pdf: wall time of the call
    in a fresh process (imports excluded: a worker has them loaded), median of the runs;
-2. rendering at 300 dpi in poppler, pdfium, mupdf and ghostscript, per page, seconds and
-   peak RSS of the renderer process, for the RGB deck plain / --crop 3mm /
+2. rendering at 300 dpi in poppler, pdfium, mupdf and ghostscript, per page, seconds
+   (best of at least 3 runs: one run's noise is larger than the differences) and peak
+   RSS of the renderer process, for the RGB deck plain / --crop 3mm /
    --extend-corners 10, next to a plain raster page of the same size (one full-page
    PNG placed once, as the original tool's pages are);
 3. cold command line: `scm-cards --help` and `scm-cards generate` of the RGB deck,
@@ -30,6 +31,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sysconfig
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -96,6 +98,7 @@ def folder_bytes(folder: Path) -> int:
 def child(kind: str, folder: str) -> None:
     """Runs in the measured subprocess."""
     from app.cards import generate_sheets, offset_pdf
+    warm_up()
 
     deck = Path(folder)
     # The previous run's output goes first: replacing it would time the file system
@@ -116,6 +119,19 @@ def child(kind: str, folder: str) -> None:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss_mb, "size": output.stat().st_size,
                       "work": work}))
+
+
+def warm_up() -> None:
+    """Load what the engine imports on first use (pydantic models, pypdf, the codecs): a
+    worker that has run one job has them, and their import is not the work measured."""
+    import imagecodecs
+    import zlib_ng.zlib_ng
+
+    import app.cards.models
+    import app.cards.offset
+    import app.cards.pdf
+
+    del imagecodecs, zlib_ng, app
 
 
 def cpu_seconds() -> float:
@@ -220,8 +236,13 @@ def render_table(deck: Path, work: Path, runs: int) -> list[tuple]:
 # --------------------------------------------------------------------------- cold command line
 
 def scm_cards() -> list[str]:
-    installed = shutil.which("scm-cards")
-    return [installed] if installed else [sys.executable, "-m", "app.cli.scm_cards"]
+    """The console script `pip install .` put beside this interpreter (what a venv user
+    runs), not a version manager's shim from PATH: pyenv's adds 50 ms to every call."""
+    installed = Path(sysconfig.get_path("scripts")) / "scm-cards"
+    if installed.exists():
+        return [str(installed)]
+    on_path = shutil.which("scm-cards")
+    return [on_path] if on_path else [sys.executable, "-m", "app.cli.scm_cards"]
 
 
 def cold_table(deck: Path, work: Path, runs: int) -> list[tuple]:
@@ -274,7 +295,7 @@ def main() -> None:
         if not args.skip_render:
             print_table(("renderer", "sheet page (300 dpi)", "seconds", "peak RSS", "raster page s",
                          "raster page RSS", "within raster"),
-                        render_table(roots["rgb-png"], base, max(1, args.runs // 2)))
+                        render_table(roots["rgb-png"], base, max(3, args.runs)))
         print_table(("command (cold)", "wall (median)", "wall (best)", "peak RSS", "target", "meets"),
                     cold_table(roots["rgb-png"], base, args.runs))
 

@@ -1,12 +1,15 @@
 """PNG pixels straight into numpy, and transparency composited on white where it is.
 
-Pillow decodes a card-sized PNG about half as fast as libpng through imagecodecs, and
-handing its pixels to numpy copies them once more (Pillow stores RGB as four bytes per
-pixel). The common card-art PNGs (8-bit grey, RGB or RGBA, not interlaced, no tRNS) are
-therefore decoded here, straight into an array; imagecodecs releases the GIL, so the
-loader threads decode on every core. libpng refuses broken CRCs, truncated files and
-deflate errors; the stricter check of data that goes into the PDF unchanged stays in
-app.cards.images.
+Pillow decodes a card-sized PNG about as fast as libpng, but handing its pixels to numpy
+copies them once more (Pillow stores RGB as four bytes per pixel). The common card-art
+PNGs (8-bit grey, RGB or RGBA, not interlaced, no tRNS) are therefore decoded here by
+libpng through imagecodecs, straight into an array and outside the GIL, so the loader
+threads decode on every core. Undoing the row filters (Paeth, mostly) is most of the
+cost: 6-9 ms a card, the floor of any PNG deck's time (bench/cards.py).
+
+libpng refuses broken CRCs, truncated files and deflate errors. Data that goes into the
+PDF unchanged is checked more strictly first (check_rows): a decoder may stop before a
+broken tail that another renderer would draw.
 """
 from __future__ import annotations
 
@@ -15,6 +18,13 @@ import numpy as np
 # Each byte is its own plane at most: a grey or RGB PNG, or RGBA to be flattened.
 FAST_COLOR_TYPES = (0, 2, 6)
 WHITE_FULL = 255 * 255
+# 1 MB pieces bound the check's memory and cost no more time than one whole-image buffer.
+INFLATE_PIECE = 1 << 20
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class DamagedData(ValueError):
+    """The compressed pixels do not decode to exactly the image's rows."""
 
 
 def fast_png(bit_depth: int, color_type: int, interlace: int, has_transparency: bool) -> bool:
@@ -34,6 +44,40 @@ def png_pixels(data: bytes) -> np.ndarray:
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     return pixels
+
+
+def check_rows(data: bytes, idat: list[tuple[int, int]], height: int, stride: int) -> None:
+    """DamagedData unless the IDAT slices (offset, length) of `data` inflate to exactly
+    `height` rows of `stride` bytes, each starting with a valid filter type, in one zlib
+    stream with nothing after it. Inflated in pieces, never kept whole."""
+    from zlib_ng import zlib_ng
+
+    expected = height * stride
+    inflater = zlib_ng.decompressobj()
+    produced = 0
+    try:
+        for offset, length in idat:
+            pending = data[offset:offset + length]
+            while True:
+                piece = inflater.decompress(pending, INFLATE_PIECE)
+                pending = inflater.unconsumed_tail
+                if produced + len(piece) > expected or _bad_filter_byte(piece, produced, stride):
+                    raise DamagedData
+                produced += len(piece)
+                # A full piece may leave output inside the inflater with no input left.
+                if not pending and len(piece) < INFLATE_PIECE:
+                    break
+    # zlib_ng's stub declares `error` as an Exception instance; it is the exception class
+    except zlib_ng.error:  # type: ignore[misc]
+        raise DamagedData from None
+    if not inflater.eof or produced != expected or inflater.unused_data:
+        raise DamagedData
+
+
+def _bad_filter_byte(piece: bytes, produced: int, stride: int) -> bool:
+    """Whether a row of this piece starts with a filter type above 4 (Paeth)."""
+    first = (-produced) % stride          # the filter byte of each row in this piece
+    return first < len(piece) and int(np.frombuffer(piece, np.uint8)[first::stride].max()) > 4
 
 
 def flatten_on_white(rgba: np.ndarray) -> np.ndarray:

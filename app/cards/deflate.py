@@ -15,17 +15,39 @@ PNG_UP = 2
 LEVEL = 2      # zlib-ng: level 1 is a third larger on card art, levels above 2 twice as slow
 
 
+def deflated(data: bytes) -> bytes:
+    """zlib data of small streams (bleed strips, page content) at the same fast level."""
+    from zlib_ng import zlib_ng
+
+    return zlib_ng.compress(data, LEVEL)
+
+
 def png_idat(pixels: np.ndarray) -> bytes:
     """zlib data of `pixels` (H x W grey or H x W x 3 uint8, possibly a strided view such
     as the RGB of an RGBA array) as PNG rows, each "Up"-filtered."""
     from zlib_ng import zlib_ng
 
     height = pixels.shape[0]
-    # One contiguous copy first: numpy subtracts rows of 3-sample pixels in a strided
-    # view many times slower than flat rows.
-    rows = np.ascontiguousarray(pixels).reshape(height, -1)
+    # Flat rows first: numpy subtracts (and copies) 3-sample pixels of a strided view
+    # such as RGB-of-RGBA many times slower than flat rows.
+    rows = contiguous(pixels).reshape(height, -1)
     filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
     filtered[:, 0] = PNG_UP
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])   # uint8 arithmetic wraps mod 256
     return zlib_ng.compress(filtered.data, LEVEL)
+
+
+def contiguous(pixels: np.ndarray) -> np.ndarray:
+    """`pixels` as a C-contiguous array. A strided colour view is copied one channel at a
+    time: numpy's copy of 3-of-4 bytes per pixel is five times slower than three plane
+    copies (1 ms against 5.6 ms for one 825 x 1125 card)."""
+    if pixels.flags.c_contiguous:
+        return pixels
+    out = np.empty(pixels.shape, np.uint8)
+    if pixels.ndim == 3:
+        for channel in range(pixels.shape[2]):
+            out[:, :, channel] = pixels[:, :, channel]
+    else:
+        out[...] = pixels
+    return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 from pypdf import PdfWriter
 from pypdf.constants import PageLabelStyle
 from pypdf.generic import (
-    DecodedStreamObject,
     DictionaryObject,
     FloatObject,
     IndirectObject,
@@ -26,9 +24,9 @@ from pypdf.generic import (
     NumberObject,
     StreamObject,
 )
-from reportlab.pdfbase.pdfmetrics import stringWidth
 
 from app.cards.bleed import Strip
+from app.cards.deflate import deflated
 from app.cards.errors import CardError
 from app.cards.images import BytesSource, PreparedImage
 
@@ -40,8 +38,10 @@ BACK_PREFIX = "Back "
 
 def num(value: float) -> str:
     """Compact PDF number with 1/10000 pt precision (0.0004 px at 300 ppi), no exponent."""
-    text = repr(round(value, 4) + 0.0)   # + 0.0 turns -0.0 into 0.0
-    return text[:-2] if text.endswith(".0") else text
+    text = f"{value:.4f}".rstrip("0")
+    if text.endswith("."):
+        text = text[:-1]
+    return "0" if text == "-0" else text
 
 
 class Content:
@@ -69,8 +69,14 @@ class Content:
 
 
 def text_width(text: str, size: float) -> float:
-    """Width in points of `text` set in Helvetica (standard AFM metrics)."""
-    return stringWidth(text, "Helvetica", size, encoding="cp1252")
+    """Width in points of `text` set in Helvetica, as Content.text draws it (WinAnsi bytes,
+    "?" for what cp1252 lacks), from the standard AFM metrics. reportlab's data tables are
+    read directly: its pdfmetrics module costs every command-line call 30 ms to import."""
+    from reportlab.pdfbase._fontdata_enc_winansi import WinAnsiEncoding
+    from reportlab.pdfbase._fontdata_widths_helvetica import widths
+
+    glyphs = (WinAnsiEncoding[byte] for byte in text.encode("cp1252", "replace"))
+    return size * sum(widths.get(glyph or "", 0) for glyph in glyphs) / 1000
 
 
 def _rgb(rgb) -> str:
@@ -155,7 +161,7 @@ class SheetWriter:
         """A one-pixel bleed strip: a few kB of samples, deflated in memory."""
         return self._register(LazyImage(StripImage(
             strip.width, strip.height, "/DeviceGray" if strip.grey else "/DeviceRGB",
-            "/FlateDecode", False, BytesSource(zlib.compress(strip.samples)))))
+            "/FlateDecode", False, BytesSource(deflated(strip.samples)))))
 
     def font(self) -> IndirectObject:
         if self._font is None:
@@ -179,9 +185,10 @@ class SheetWriter:
         if text:
             resources[NameObject("/Font")] = DictionaryObject({NameObject("/F1"): self.font()})
         page[NameObject("/Resources")] = resources
-        stream = DecodedStreamObject()
-        stream.set_data(content.data())
-        page[NameObject("/Contents")] = self._register(stream.flate_encode())
+        stream = StreamObject()
+        stream.set_data(deflated(content.data()))
+        stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+        page[NameObject("/Contents")] = self._register(stream)
         self.roles.append(role)
 
     def write(self, output: str | os.PathLike, wrap: Callable | None = None) -> None:

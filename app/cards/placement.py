@@ -87,51 +87,85 @@ def card_draws(image: PreparedImage, edges: Edges, slot: Slot, *, page_height_pt
                back: bool = False) -> list[ImagePiece | FillPiece]:
     """Pieces that paint the card and its bleed, in drawing order (corners, edges, card)."""
     up_w, up_h = image.upright_size
-    # Unit square -> stored pixels (row 0 at the top) -> upright pixels -> back turned.
-    to_source = compose(orientation_matrix(image.orientation, image.width, image.height),
-                        (float(image.width), 0.0, 0.0, -float(image.height), 0.0, float(image.height)))
-    if back:
-        to_source = compose((-1.0, 0.0, 0.0, -1.0, float(up_w), float(up_h)), to_source)
-    to_pt = (PT_PER_PX, 0.0, 0.0, -PT_PER_PX, 0.0, page_height_pt)
-
+    bands = _Bands.of(slot)
+    pieces = _Pieces(page_height_pt, _corner_fills(edges, (bands.left, bands.right),
+                                                   (bands.top, bands.bottom), page_height_pt))
+    # A strip's pixels line up with the card's: page x (or y) of strip column (row) 0 and
+    # of its far end, extended from the card's own mapping of u0..u1 (v0..v1).
     u0, v0, u1, v1 = edges.box
-    x, y, w, h, e = slot.x, slot.y, slot.w, slot.h, slot.extend
-    bx, by = slot.bleed_x, slot.bleed_y
-    inner_x, inner_y = (x + e, x + w - e), (y + e, y + h - e)
-    outer_l, outer_r = (x - bx, x + e), (x + w - e, x + w + bx)
-    outer_t, outer_b = (y - by, y + e), (y + h - e, y + h + by)
+    x, y, w, h = slot.x, slot.y, slot.w, slot.h
+    sx0, sx1 = x - u0 * w / (u1 - u0), x + w + (up_w - u1) * w / (u1 - u0)
+    sy0, sy1 = y - v0 * h / (v1 - v0), y + h + (up_h - v1) * h / (v1 - v0)
+    for piece, strip, ys, inner in (("top", edges.top, bands.top, "b"),
+                                    ("bottom", edges.bottom, bands.bottom, "t")):
+        pieces.place(piece, _unit_to_pixels(strip), (0, 0, up_w, 1), (sx0, ys[0], sx1, ys[1]),
+                     bands.inner_x, ys, inner, stretch="y")
+    for piece, strip, xs, inner in (("left", edges.left, bands.left, "r"),
+                                    ("right", edges.right, bands.right, "l")):
+        pieces.place(piece, _unit_to_pixels(strip), (0, 0, 1, up_h), (xs[0], sy0, xs[1], sy1),
+                     xs, bands.inner_y, inner, stretch="x")
+    # the card itself last, on top of everything that reaches under it
+    pieces.place("card", _unit_to_source(image, back), (u0, v0, u1, v1), (x, y, x + w, y + h),
+                 bands.inner_x, bands.inner_y, "")
+    return pieces.items
 
-    pieces: list[ImagePiece | FillPiece] = _corner_fills(edges, (outer_l, outer_r), (outer_t, outer_b),
-                                                         page_height_pt)
 
-    def place(piece: str, to_unit: Matrix, src, dst, clip_x, clip_y, inner: str,
+Span = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class _Bands:
+    """A slot's spans in page px: inside the extended corners, and the bleed on each side
+    (reaching in by `extend`, where the card's own corners are replaced)."""
+
+    inner_x: Span
+    inner_y: Span
+    left: Span
+    right: Span
+    top: Span
+    bottom: Span
+
+    @classmethod
+    def of(cls, slot: Slot) -> _Bands:
+        x, y, w, h, e = slot.x, slot.y, slot.w, slot.h, slot.extend
+        return cls((x + e, x + w - e), (y + e, y + h - e),
+                   (x - slot.bleed_x, x + e), (x + w - e, x + w + slot.bleed_x),
+                   (y - slot.bleed_y, y + e), (y + h - e, y + h + slot.bleed_y))
+
+
+class _Pieces:
+    """The pieces of one card, collected in drawing order."""
+
+    def __init__(self, page_height_pt: float, first: list[ImagePiece | FillPiece]):
+        self.page_height_pt = page_height_pt
+        self.to_pt: Matrix = (PT_PER_PX, 0.0, 0.0, -PT_PER_PX, 0.0, page_height_pt)
+        self.items = first
+
+    def place(self, piece: str, to_unit: Matrix, src, dst, clip_x: Span, clip_y: Span, inner: str,
               stretch: str = "") -> None:
+        """Map `src` (in the piece's pixels) onto `dst` (page px), clipped to the spans."""
         if clip_x[1] <= clip_x[0] or clip_y[1] <= clip_y[0]:
             return
         clip = _grow((clip_x[0], clip_y[0], clip_x[1], clip_y[1]), inner, HAIR_PX)
         # Renderers round an image's device box outwards; float noise at an exact pixel
         # edge would then stretch the image by a whole pixel. A hair inside, it cannot.
-        dst = [dst[0] + HAIR_PX, dst[1] + HAIR_PX, dst[2] - HAIR_PX, dst[3] - HAIR_PX]
+        box = [dst[0] + HAIR_PX, dst[1] + HAIR_PX, dst[2] - HAIR_PX, dst[3] - HAIR_PX]
         if stretch == "y":                   # a row strip fills its clip's height
-            dst[1], dst[3] = clip[1], clip[3]
+            box[1], box[3] = clip[1], clip[3]
         elif stretch == "x":
-            dst[0], dst[2] = clip[0], clip[2]
-        matrix = compose(to_pt, compose(rect_map(src, tuple(dst)), to_unit))
-        pieces.append(ImagePiece(piece, matrix, rect_pt(clip, page_height_pt)))
+            box[0], box[2] = clip[0], clip[2]
+        matrix = compose(self.to_pt, compose(rect_map(src, (box[0], box[1], box[2], box[3])), to_unit))
+        self.items.append(ImagePiece(piece, matrix, rect_pt(clip, self.page_height_pt)))
 
-    # A strip's pixels line up with the card's: page x (or y) of strip column (row) 0 and
-    # of its far end, extended from the card's own mapping of u0..u1 (v0..v1).
-    sx0, sx1 = x - u0 * w / (u1 - u0), x + w + (up_w - u1) * w / (u1 - u0)
-    sy0, sy1 = y - v0 * h / (v1 - v0), y + h + (up_h - v1) * h / (v1 - v0)
-    for piece, strip, ys, inner in (("top", edges.top, outer_t, "b"), ("bottom", edges.bottom, outer_b, "t")):
-        place(piece, _unit_to_pixels(strip), (0, 0, up_w, 1), (sx0, ys[0], sx1, ys[1]),
-              inner_x, ys, inner, stretch="y")
-    for piece, strip, xs, inner in (("left", edges.left, outer_l, "r"), ("right", edges.right, outer_r, "l")):
-        place(piece, _unit_to_pixels(strip), (0, 0, 1, up_h), (xs[0], sy0, xs[1], sy1),
-              xs, inner_y, inner, stretch="x")
-    # the card itself last, on top of everything that reaches under it
-    place("card", to_source, (u0, v0, u1, v1), (x, y, x + w, y + h), inner_x, inner_y, "")
-    return pieces
+
+def _unit_to_source(image: PreparedImage, back: bool) -> Matrix:
+    """Unit square -> stored pixels (row 0 at the top) -> upright pixels -> back turned."""
+    to_source = compose(orientation_matrix(image.orientation, image.width, image.height),
+                        (float(image.width), 0.0, 0.0, -float(image.height), 0.0, float(image.height)))
+    if back:
+        up_w, up_h = image.upright_size
+        to_source = compose((-1.0, 0.0, 0.0, -1.0, float(up_w), float(up_h)), to_source)
+    return to_source
 
 
 def _corner_fills(edges: Edges, xs_lr, ys_tb, page_height_pt: float) -> list[ImagePiece | FillPiece]:

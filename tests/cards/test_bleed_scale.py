@@ -50,3 +50,27 @@ def test_no_placement_is_magnified_beyond_the_bleed(deck, tmp_path, spec, option
         assert scale_x * scale_y <= bound, (width, height, drawn_w, drawn_h)
     # 2 cards on the front and a full sheet of backs, each drawn as card + 4 strips
     assert seen == 5 * (2 + spec.slots)
+
+
+@pytest.mark.parametrize("kind", ["common back", "double-sided"])
+def test_lossless_backs_are_stored_turned_not_mirrored_by_the_matrix(tmp_path, kind):
+    """poppler draws an image under a mirroring matrix through its slow general path (15 %
+    slower per back page): a PNG shown only on back pages is stored turned 180° instead,
+    so every placement on every page has a positive scale and no rotation. The pixels a
+    renderer shows are the same (test_sheets.test_back_is_mirrored_and_turned)."""
+    for folder in ("fronts", "backs"):
+        (tmp_path / folder).mkdir()
+    for number in (1, 2):
+        gradient_card(number).save(tmp_path / "fronts" / f"card{number}.png")
+        gradient_card(number + 10).save(tmp_path / "backs" / f"card{number}.png")
+    out = tmp_path / "out.pdf"
+    where = {"back_dir": tmp_path / "backs"} if kind == "common back" else {
+        "double_sided_dir": tmp_path / "backs"}
+    if kind == "common back":
+        (tmp_path / "backs" / "card2.png").unlink()
+    generate_sheets(front_dir=tmp_path / "fronts", output=out, **where)
+    pages = set()
+    for page, _w, _h, (a, b, c, d, _e, _f) in drawn_images(out):
+        pages.add(page)
+        assert a > 0 and d > 0 and b == 0 and c == 0, (page, (a, b, c, d))
+    assert pages == {0, 1}
