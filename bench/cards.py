@@ -6,6 +6,8 @@ JPEG q90, plus one back each) and prints three tables:
 
 1. generate_sheets (letter / standard) per deck, and offset_pdf: wall time of the call
    in a fresh process (imports excluded: a worker has them loaded), median of the runs;
+   with "decode only" per deck: every image decoded to pixels and nothing else, the
+   floor under generate (the bleed strips and the integrity check need every pixel);
 2. rendering at 300 dpi in poppler, pdfium, mupdf and ghostscript, per page, seconds
    (best of at least 3 runs: one run's noise is larger than the differences) and peak
    RSS of the renderer process, for the RGB deck plain / --crop 3mm /
@@ -107,7 +109,9 @@ def child(kind: str, folder: str) -> None:
         if (deck / name).exists() and (kind == "generate" or name == "offset.pdf"):
             (deck / name).unlink()
     start, cpu_start = time.perf_counter(), cpu_seconds()
-    if kind == "generate":
+    if kind == "decode":
+        work, output = decode_only(deck), None
+    elif kind == "generate":
         output = deck / "sheets.pdf"
         result = generate_sheets(front_dir=deck / "fronts", back_dir=deck / "backs", output=output)
         work = f"{result.cards} cards, {result.pages} pages"
@@ -117,8 +121,30 @@ def child(kind: str, folder: str) -> None:
         work = f"{result.pages} pages, {len(result.shifted)} moved"
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss_mb, "size": output.stat().st_size,
-                      "work": work}))
+    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss_mb,
+                      "size": output.stat().st_size if output else 0, "work": work}))
+
+
+def decode_only(deck: Path) -> str:
+    """Every image of the deck decoded once to pixels, as many at once as the engine's
+    loader runs, and nothing else: the floor under generate, since the bleed strips and
+    the integrity check need every pixel (libpng for PNG, Pillow's libjpeg for JPEG)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from app.cards.decode import png_pixels
+
+    def decode(path: Path) -> None:
+        if path.suffix == ".png":
+            png_pixels(path.read_bytes())
+        else:
+            Image.open(path).load()
+
+    files = sorted(p for p in deck.rglob("*") if p.suffix in (".png", ".jpg"))
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(decode, files))
+    return f"{len(files)} images decoded"
 
 
 def warm_up() -> None:
@@ -149,21 +175,22 @@ def measure(kind: str, folder: Path) -> dict:
 def generate_table(roots: dict[str, Path], runs: int) -> list[tuple]:
     rows = []
     for deck in DECKS:
-        results = [measure("generate", roots[deck]) for _ in range(runs)]
-        wall = statistics.median(r["wall"] for r in results)
-        cpu = statistics.median(r["cpu"] for r in results)
-        rows.append((f"generate {deck}", results[-1]["work"], f"{wall * 1000:.0f} ms", f"{cpu * 1000:.0f} ms",
-                     f"{min(r['wall'] for r in results) * 1000:.0f} ms",
-                     f"{max(r['rss_mb'] for r in results):.0f} MB",
-                     f"{folder_bytes(roots[deck] / 'fronts') / 1e6:.1f} MB",
-                     f"{results[-1]['size'] / 1e6:.1f} MB", "yes" if wall <= GENERATE_TARGET_S else "NO"))
-    results = [measure("offset", roots["rgb-png"]) for _ in range(runs)]
+        rows.append(timing_row(f"generate {deck}", [measure("generate", roots[deck]) for _ in range(runs)],
+                               folder_bytes(roots[deck] / "fronts"), GENERATE_TARGET_S))
+    for deck in DECKS:
+        rows.append(timing_row(f"decode only {deck}", [measure("decode", roots[deck]) for _ in range(runs)]))
+    rows.append(timing_row("offset rgb-png", [measure("offset", roots["rgb-png"]) for _ in range(runs)]))
+    return rows
+
+
+def timing_row(label: str, results: list[dict], input_bytes: int = 0, target: float | None = None) -> tuple:
     wall = statistics.median(r["wall"] for r in results)
     cpu = statistics.median(r["cpu"] for r in results)
-    rows.append(("offset rgb-png", results[-1]["work"], f"{wall * 1000:.0f} ms", f"{cpu * 1000:.0f} ms",
-                 f"{min(r['wall'] for r in results) * 1000:.0f} ms",
-                 f"{max(r['rss_mb'] for r in results):.0f} MB", "", f"{results[-1]['size'] / 1e6:.1f} MB", ""))
-    return rows
+    return (label, results[-1]["work"], f"{wall * 1000:.0f} ms", f"{cpu * 1000:.0f} ms",
+            f"{min(r['wall'] for r in results) * 1000:.0f} ms", f"{max(r['rss_mb'] for r in results):.0f} MB",
+            f"{input_bytes / 1e6:.1f} MB" if input_bytes else "",
+            f"{results[-1]['size'] / 1e6:.1f} MB" if results[-1]["size"] else "",
+            "" if target is None else ("yes" if wall <= target else "NO"))
 
 
 # --------------------------------------------------------------------------- rendering

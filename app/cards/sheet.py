@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,6 @@ from app.cards.inputs import CardFiles, collect
 from app.cards.layouts import LABEL_FONT_PT, PT_PER_PX, Layout, Paper
 from app.cards.notices import aspect_warnings
 from app.cards.options import Crop, as_int
-from app.cards.pdf import Content, SheetWriter, text_width
 from app.cards.placement import FillPiece, Slot, card_draws, rect_pt
 from app.cards.progress import CountingWriter, Progress, ProgressCallback
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pypdf.generic import IndirectObject
 
     from app.cards.models import SheetOptions
+    from app.cards.pdf import Content, SheetWriter
 
 FRONT, BACK = "front", "back"
 
@@ -131,6 +132,7 @@ def generate_sheets(*, front_dir, output, back_dir=None, double_sided_dir=None, 
         images = _load_images(pages, files, layout, crop_spec, extend, ppi, quality, max_pixels,
                               spool, report.span(0.0, 0.7, 1), memory_budget)
         warnings += _aspect_warnings(pages, images, layout, crop_spec)
+        from app.cards.pdf import SheetWriter  # loaded while the images decoded
         writer = SheetWriter(title=label_name)
         embedded = _lay_out(writer, pages, images, layout, crop_spec, extend, label_name,
                             report.span(0.7, 0.8, len(pages)))
@@ -215,6 +217,9 @@ def _load_images(pages, files, layout, crop, extend, ppi, quality, max_pixels, s
                 prepare_image, path, name=paths[refs[0]][1], demands=wanted,
                 max_pixels=max_pixels, quality=quality, spool=spool)))
         try:
+            # The PDF writer's imports (pypdf: 50 ms of one core) load while the loaders
+            # decode outside the GIL: a command-line call would otherwise pay them alone.
+            importlib.import_module("app.cards.pdf")
             for done, (refs, future) in enumerate(futures, start=1):
                 image = future.result()
                 for ref in refs:
@@ -277,6 +282,8 @@ def label_for(sheet: int, template: str, name: str | None) -> str:
 
 def draw_label(content: Content, paper: Paper, text: str) -> None:
     """Text end at the paper's label anchor, baseline 37 px below its ascender line (§6)."""
+    from app.cards.pdf import text_width
+
     x = paper.label_x_px * PT_PER_PX
     if paper.label_align == "right":
         x -= text_width(text, LABEL_FONT_PT)
@@ -287,6 +294,8 @@ def draw_label(content: Content, paper: Paper, text: str) -> None:
 def _lay_out(writer: SheetWriter, pages: list[PagePlan], images: dict[CardRef, PreparedImage],
              layout: Layout, crop: Crop | None, extend: int, name: str | None,
              report) -> dict[str, PreparedImage]:
+    from app.cards.pdf import Content
+
     paper = layout.paper
     objects = _ImageObjects(writer)
     bleed_x, bleed_y = layout.bleed
