@@ -18,13 +18,12 @@ from prometheus_client.utils import floatToGoString
 
 from app.errors import error_response
 from app.supervisor.errors import SupervisorError
+from app.supervisor.worker_slot import REASONS, STATES
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
 
 REGISTRY_KEY = "scm.metrics_registry"
-WORKER_STATES = ("STARTING", "RUNNING", "BACKOFF", "STOPPING", "STOPPED", "FAILED")
-RESTART_REASONS = ("crash", "hang", "memory", "manual")
 # Sheet jobs take seconds to minutes; the buckets span a calibration page to a 600-card run.
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
@@ -75,10 +74,10 @@ class SupervisorCollector:
             current = worker.get("state")
             up.add_metric(key, 1 if current in ("STARTING", "RUNNING") and worker.get("pid")
                           else 0)
-            for name in WORKER_STATES:
+            for name in STATES:
                 state.add_metric([*key, name], 1 if current == name else 0)
             by_reason = worker.get("restarts_by_reason") or {}
-            for reason in RESTART_REASONS:
+            for reason in REASONS:
                 restarts.add_metric([*key, reason], float(by_reason.get(reason) or 0))
             rss.add_metric(key, float(worker.get("rss_bytes") or 0))
             memory.add_metric(key, float(worker.get("memory_bytes") or 0))

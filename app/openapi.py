@@ -26,6 +26,7 @@ from app.openapi_parts import (
 )
 from app.settings import Settings
 from app.supervisor.admin_ops import admin_openapi_paths
+from app.supervisor.worker_slot import STATES
 
 bp = Blueprint("openapi", __name__)
 
@@ -225,8 +226,7 @@ def _schemas() -> dict:
         "Worker": {"type": "object", "properties": {
             "name": {"type": "string"}, "queue": {"type": "string"},
             "pid": {"type": "integer", "nullable": True},
-            "state": {"type": "string", "enum": ["STARTING", "RUNNING", "BACKOFF", "STOPPING",
-                                                 "STOPPED", "FAILED"]},
+            "state": {"type": "string", "enum": list(STATES)},
             "pool_size": {"type": "integer"}, "started_at": nullable_number,
             "uptime": nullable_number, "restarts": {"type": "integer"},
             "restarts_by_reason": {"type": "object",

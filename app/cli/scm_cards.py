@@ -19,7 +19,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 CUT_FORMATS = ("svg", "dxf")
 
 
-class OneLineErrors:
+class OneLineErrors(click.Command):
     """Turns click's usage errors (usage text, exit 2) into our one-line exit 1."""
 
     def parse_args(self, ctx, args):
@@ -29,7 +29,7 @@ class OneLineErrors:
             raise click.ClickException(exc.format_message()) from None
 
 
-class Command(OneLineErrors, click.Command):
+class Command(OneLineErrors):
     pass
 
 
