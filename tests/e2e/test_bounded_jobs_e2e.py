@@ -62,11 +62,13 @@ def _variants(original: Path, count: int, folder: Path) -> list[Path]:
 def big_images(tmp_path_factory) -> dict[str, list[Path]]:
     folder = tmp_path_factory.mktemp("big-images")
     made = {}
-    for kind, alpha in (("rgba", True), ("rgb", False)):
+    # Forty RGB ones: the fallback test needs a job that outlasts its time limit on a fast
+    # machine too (twenty took 4 s in-process on the 2-core machine, 2026-12).
+    for kind, alpha, count in (("rgba", True, 20), ("rgb", False, 40)):
         path = folder / f"{kind}.png"
         Image.fromarray(_pattern(1, alpha), "RGBA" if alpha else "RGB").save(
             path, compress_level=1)
-        made[kind] = _variants(path, 20, folder)
+        made[kind] = _variants(path, count, folder)
     return made
 
 
@@ -188,14 +190,14 @@ def _fallback_children(server) -> list[psutil.Process]:
 
 
 def test_fallback_runs_outside_the_web_server(start_server, big_images, tmp_path):
-    """Broker down: a huge job (twenty 7000 x 7000 RGB images, each within the budget)
+    """Broker down: a huge job (forty 7000 x 7000 RGB images, each within the budget)
     runs in the fallback, in a child process. While it runs, neither the manager (the
     top process) nor any gunicorn worker grows by more than RSS_BOUND_MB; the child is
     killed at its time limit and the job fails saying so; stopping the server leaves no
     child behind (the fixture checks every descendant)."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
     server = start_server("start_with_celery", CELERY_BROKER_URL=dead,
-                          FALLBACK_TIME_LIMIT="15", FALLBACK_MAX_JOBS="1")
+                          FALLBACK_TIME_LIMIT="3", FALLBACK_MAX_JOBS="1")
     server.wait_healthy(90, status=(200, 503))
     add_user(server, *ALICE)
     alice = server.headers(*ALICE)
@@ -221,7 +223,7 @@ def test_fallback_runs_outside_the_web_server(start_server, big_images, tmp_path
         time.sleep(0.2)
     assert body["mode"] == "threads" and body["status"] == "failed", body
     assert body["error"] == ("this job needed more time than a fallback process may use "
-                             "(time limit 15 s)"), body
+                             "(time limit 3 s)"), body
     growth = {pid: round(peak[pid] - before[pid], 1) for pid in hosts}
     print(f"RSS growth (MB) of the manager and gunicorn workers: {growth}; "
           f"fallback child peak {child_peak:.0f} MB")
