@@ -10,11 +10,15 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from app.cards.errors import CardError
 from app.cards.layouts import Layout, get_layout
 from app.cards.pdf import write_atomically
+
+_FIXED_METADATA = threading.Lock()
 
 MM_PER_PX = 25.4 / 300
 FORMATS = ("svg", "dxf")
@@ -154,6 +158,14 @@ def _svg(layout: Layout, radius: float) -> bytes:
 # --------------------------------------------------------------------------- DXF
 
 def _dxf(layout: Layout, radius: float) -> bytes:
+    with _reproducible():
+        doc = _dxf_document(layout, radius)
+        out = io.StringIO()
+        doc.write(out)
+    return out.getvalue().encode("utf-8")
+
+
+def _dxf_document(layout: Layout, radius: float):
     import ezdxf  # heavy: only when a DXF is asked for
     from ezdxf import units
 
@@ -180,9 +192,24 @@ def _dxf(layout: Layout, radius: float) -> bytes:
     for rect in card_rects(layout):
         msp.add_lwpolyline(_dxf_points(rect, radius, flip), format="xyb", close=True,
                            dxfattribs={"layer": CUT_LAYER})
-    out = io.StringIO()
-    doc.write(out)
-    return out.getvalue().encode("utf-8")
+    return doc
+
+
+@contextmanager
+def _reproducible():
+    """While it lasts, ezdxf writes fixed metadata, so a layout gives the same bytes every
+    time (downloads can be compared, cached and checked in) instead of being stamped with
+    the time and random GUIDs. The switch is process-wide, hence the lock; nothing else
+    here writes DXF."""
+    import ezdxf
+
+    with _FIXED_METADATA:
+        previous = ezdxf.options.write_fixed_meta_data_for_testing
+        ezdxf.options.write_fixed_meta_data_for_testing = True
+        try:
+            yield
+        finally:
+            ezdxf.options.write_fixed_meta_data_for_testing = previous
 
 
 def _dxf_points(rect: Rect, radius: float, flip) -> list[tuple[float, float, float]]:

@@ -120,3 +120,16 @@ def test_bad_cutfile_requests_are_card_errors(kwargs, message):
     args = {"paper_size": "letter", "card_size": "standard", **kwargs}
     with pytest.raises(CardError, match=message):
         cutfile_bytes(args.pop("paper_size"), args.pop("card_size"), args.pop("fmt"), **args)
+
+
+@pytest.mark.parametrize("fmt", ["svg", "dxf"])
+def test_a_layout_gives_the_same_bytes_every_time(fmt):
+    """Cut files are functions of their layout: no creation time, no random GUID, so two
+    downloads a second apart compare equal (and ezdxf's global switch is put back)."""
+    import time
+
+    first = cutfile_bytes("letter", "standard", fmt, corner_radius_mm=3)
+    time.sleep(0.05)   # ezdxf's time stamps (microseconds, and days to 9 decimals) move on
+    assert cutfile_bytes("letter", "standard", fmt, corner_radius_mm=3) == first
+    assert cutfile_bytes("a4", "standard", fmt, corner_radius_mm=3) != first
+    assert ezdxf.options.write_fixed_meta_data_for_testing is False
