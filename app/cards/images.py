@@ -240,8 +240,8 @@ def _identify(data: bytes, png: _PngLayout | None, name: str,
         raise CardError(f"{name}: image is too large ({width} x {height} px, "
                         f"limit {max_pixels:,} pixels)")
     fmt = im.format or ""
-    if png is None:
-        im.verify()  # PNG: checks every chunk's CRC through IEND; must come right after open
+    if png is None:  # not a PNG, or one whose chunks could not be walked
+        im.verify()  # must come right after open
     elif not png.crcs_match(data):
         raise CardError(f"{name}: not a valid image or the file is damaged (a chunk's checksum "
                         "does not match: the file was damaged in transfer)")

@@ -159,10 +159,11 @@ class _Pieces:
 
 
 def _unit_to_source(image: PreparedImage, back: bool) -> Matrix:
-    """Unit square -> stored pixels (row 0 at the top) -> upright pixels -> back turned."""
+    """Unit square -> stored pixels (row 0 at the top) -> upright pixels -> back turned
+    (unless the image is stored turned already)."""
     to_source = compose(orientation_matrix(image.orientation, image.width, image.height),
                         (float(image.width), 0.0, 0.0, -float(image.height), 0.0, float(image.height)))
-    if back:
+    if back and not image.turned:
         up_w, up_h = image.upright_size
         to_source = compose((-1.0, 0.0, 0.0, -1.0, float(up_w), float(up_h)), to_source)
     return to_source

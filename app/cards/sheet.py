@@ -309,7 +309,7 @@ def _lay_out(writer: SheetWriter, pages: list[PagePlan], images: dict[CardRef, P
             x, y = layout.slot_origin(placement.slot)
             slot = Slot(x, y, layout.card_w, layout.card_h, bleed_x, bleed_y, extend)
             for piece in card_draws(image, edges, slot, page_height_pt=paper.size_pt[1],
-                                    back=placement.turned and not image.turned):
+                                    back=placement.turned):
                 if isinstance(piece, FillPiece):
                     content.fill_rect(*piece.rect, rgb=piece.rgb)
                     continue
