@@ -7,12 +7,13 @@ Redis outage falls back to per-process counters and never turns login into a 500
 """
 from __future__ import annotations
 
+import psutil
 import pytest
 import requests
 
 from app import create_app
 from app.extensions import limiter_storage_config, redis_storage_uri
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_for
 
 WRONG = {"username": "admin", "password": "not-the-password"}
 
@@ -108,10 +109,9 @@ def test_login_limit_holds_across_gunicorn_workers(start_server, redis_server, b
     server = start_server("start_with_celery", GUNICORN_WORKERS=3,
                           LOGIN_RATE_LIMIT="5 per minute", START_CELERY_WORKER="false", **env)
     server.wait_healthy(90)
-    server.observe()
-    workers = [p for p in server.ps.children(recursive=True)
-               if "gunicorn" in " ".join(p.cmdline())]
-    assert len(workers) >= 4  # the arbiter and three workers
+    # The arbiter and three workers: the health check answers once the first worker is
+    # up, and the others may still be forking.
+    wait_for(lambda: len(_gunicorn_processes(server)) >= 4, 30, 0.2, "three gunicorn workers")
 
     codes = []
     for _ in range(8):
@@ -122,3 +122,15 @@ def test_login_limit_holds_across_gunicorn_workers(start_server, redis_server, b
     assert codes[:5] == [401] * 5, codes
     assert codes[5:] == [429] * 3, codes
     assert server.stop() == 0
+
+
+def _gunicorn_processes(server) -> list:
+    server.observe()
+    found = []
+    for process in server.ps.children(recursive=True):
+        try:
+            if "gunicorn" in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.Error:   # a process that ended while the list was read
+            continue
+    return found
