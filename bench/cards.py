@@ -134,6 +134,7 @@ def decode_only(deck: Path) -> str:
     from PIL import Image
 
     from app.cards.decode import png_pixels
+    from app.cards.sheet import loader_threads
 
     def decode(path: Path) -> None:
         if path.suffix == ".png":
@@ -142,7 +143,7 @@ def decode_only(deck: Path) -> str:
             Image.open(path).load()
 
     files = sorted(p for p in deck.rglob("*") if p.suffix in (".png", ".jpg"))
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=loader_threads()) as pool:
         list(pool.map(decode, files))
     return f"{len(files)} images decoded"
 

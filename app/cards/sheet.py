@@ -187,6 +187,12 @@ def _edge_key(layout: Layout, placement: Placement, crop: Crop | None, extend: i
                    extend, placement.turned)
 
 
+def loader_threads() -> int:
+    """How many images are decoded at once at most (before any memory budget): the
+    decoders run outside the GIL, one per core, and more than four gain nothing."""
+    return min(4, os.cpu_count() or 1)
+
+
 def _load_images(pages, files, layout, crop, extend, ppi, quality, max_pixels, spool,
                  report, memory_budget=None) -> dict[CardRef, PreparedImage]:
     """Load every image that appears on a page, in parallel, in page order."""
@@ -204,7 +210,7 @@ def _load_images(pages, files, layout, crop, extend, ppi, quality, max_pixels, s
     jobs: dict[Path, list[CardRef]] = {}
     for ref in demands:
         jobs.setdefault(same[paths[ref][0]], []).append(ref)
-    workers = min(4, os.cpu_count() or 1, max(1, len(jobs)))
+    workers = min(loader_threads(), max(1, len(jobs)))
     if memory_budget is not None:  # before any decoding; CardError if one cannot fit
         costs = [image_cost(path, paths[refs[0]][1]) for path, refs in jobs.items()]
         workers = parallel_within(costs, memory_budget, workers)
