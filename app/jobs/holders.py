@@ -24,6 +24,12 @@ def node_of(name: str | None) -> str:
     return (name or "").partition("@")[2].partition("/")[0]
 
 
+def pid_of(runner: str | None) -> int | None:
+    """The process in a runner name (`<node>/<pid>`), or None when it names none."""
+    _, slash, pid = (runner or "").rpartition("/")
+    return int(pid) if slash and pid.isdigit() else None
+
+
 def on_this_node(node: str | None, this_node: str) -> bool:
     """Whether a Celery node or pool name (`<name>@<node>`) belongs to this host."""
     return bool(node) and node_of(node) == this_node
@@ -31,13 +37,8 @@ def on_this_node(node: str | None, this_node: str) -> bool:
 
 def holder_is_dead(runner: str | None, this_node: str) -> bool:
     """`this_node`: this host's node name (Settings.node_name)."""
-    if not runner or "/" not in runner:
-        return False
-    node, _, pid = runner.rpartition("/")
-    if not on_this_node(node, this_node) or not pid.isdigit():
-        return False
-    pid_number = int(pid)
-    if pid_number == os.getpid():
+    pid_number = pid_of(runner)
+    if pid_number is None or pid_number == os.getpid() or not on_this_node(runner, this_node):
         return False
     try:
         # A zombie is dead too: its parent (a killed worker) may never reap it.

@@ -19,6 +19,7 @@ from collections import Counter
 import psutil
 import pytest
 
+from app.jobs.holders import pid_of
 from tests.conftest import wait_for
 from tests.supervisor.conftest import all_running
 from tests.supervisor.test_jobs_integration import JobSystem
@@ -57,12 +58,6 @@ def _kill_one(manager, rng: random.Random) -> set[int]:
     return dying
 
 
-def _pid_of(runner: str | None) -> int | None:
-    """The process in a run's name (`<queue>@<node>/<pid>`, app.jobs.holders)."""
-    pid = (runner or "").rpartition("/")[2]
-    return int(pid) if pid.isdigit() else None
-
-
 def test_storm_every_job_succeeds_once_and_no_worker_fails(fast_settings, managers,
                                                             monkeypatch):
     settings = fast_settings(CELERY_QUEUES=",".join(QUEUES), CELERY_CONCURRENCY=3,
@@ -92,7 +87,7 @@ def test_storm_every_job_succeeds_once_and_no_worker_fails(fast_settings, manage
         runs = Counter(system.worker_completions() + in_threads)
         killed = set().union(*kills)
         unlogged = {job_id: system.store.get(job_id).worker for job_id in set(jobs) - set(runs)}
-        assert all(_pid_of(runner) in killed for runner in unlogged.values()), unlogged
+        assert all(pid_of(runner) in killed for runner in unlogged.values()), unlogged
         assert set(runs) <= set(jobs)
         assert max(runs.values()) == 1, [j for j, n in runs.items() if n > 1]
         states = {w["name"]: w["state"] for w in system.manager.status()["workers"]}
