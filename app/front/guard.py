@@ -25,6 +25,7 @@ from typing import IO
 
 import h11
 
+from app.front.spool import SpoolBudget
 from app.security_headers import DEFAULT_CSP, FIXED_HEADERS
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class FrontLimits:
     max_head: int = 64 * 1024
     per_address: int = 32
     total: int = 1024
+    spool_per_address: int = 512 * 1024 * 1024   # body bytes held at once (app/front/spool.py)
+    spool_total: int = 2048 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings) -> FrontLimits:
@@ -58,7 +61,17 @@ class FrontLimits:
                    send_timeout=settings.FRONT_SEND_TIMEOUT,
                    max_body=settings.MAX_UPLOAD_MB * 1024 * 1024,
                    per_address=settings.FRONT_MAX_CONNECTIONS_PER_ADDRESS,
-                   total=settings.FRONT_MAX_CONNECTIONS)
+                   total=settings.FRONT_MAX_CONNECTIONS,
+                   spool_per_address=_spool_cap(settings.FRONT_MAX_SPOOL_PER_ADDRESS_MB,
+                                                2, settings.MAX_UPLOAD_MB),
+                   spool_total=_spool_cap(settings.FRONT_MAX_SPOOL_MB, 8,
+                                          settings.MAX_UPLOAD_MB))
+
+
+def _spool_cap(chosen_mb: int | None, uploads: int, max_upload_mb: int) -> int:
+    """Bytes: the operator's choice, else `uploads` largest uploads; never below one
+    largest upload, which the application allows and so must always fit alone."""
+    return max(chosen_mb or uploads * max_upload_mb, max_upload_mb) * 1024 * 1024
 
 
 class Refused(Exception):
@@ -106,11 +119,22 @@ _REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large"
             502: "Bad Gateway", 503: "Service Unavailable"}
 
 
+# Which SpoolBudget cap refused a body, and how the client hears it.
+_SPOOL_REFUSALS = {
+    "address": (429, "uploads_in_flight",
+                "too many bytes of uploads in flight from this address; retry when they end"),
+    "total": (503, "server_busy", "the server holds too many uploads at once; retry shortly"),
+}
+
+
 class ClientSide:
     """One client connection: h11 state plus reads under a deadline."""
 
-    def __init__(self, reader, writer, limits: FrontLimits):
+    def __init__(self, reader, writer, limits: FrontLimits, budget: SpoolBudget,
+                 address: str):
         self.reader, self.writer, self.limits = reader, writer, limits
+        self.budget, self.address = budget, address
+        self.held = 0  # bytes of `budget` this connection's current body holds
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
         self.loop = asyncio.get_running_loop()
 
@@ -146,14 +170,16 @@ class ClientSide:
         return event
 
     async def body(self, request: h11.Request) -> tuple[IO[bytes], int]:
-        """The whole body, spooled (memory, then a private temp file), and its size."""
+        """The whole body, spooled (memory, then a private temp file), and its size; its
+        bytes stay held in the budget until `release_body`."""
         limits = self.limits
         declared = dict(request.headers).get(b"content-length")
         if declared is not None and int(declared) > limits.max_body:
             raise Refused(413, "request_too_large", "the request body is too large")
+        self._hold(int(declared or 0))
         if self.conn.client_is_waiting_for_100_continue:
-            await self.send(self.conn.send(h11.InformationalResponse(status_code=100,
-                                                                     headers=[])))
+            await self.send(self.conn.send(h11.InformationalResponse(
+                status_code=100, headers=[], reason=b"Continue")))
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         size, started = 0, self.loop.time()
         try:
@@ -168,10 +194,25 @@ class ClientSide:
                 size += len(event.data)
                 if size > limits.max_body:
                     raise Refused(413, "request_too_large", "the request body is too large")
+                self._hold(size - self.held)
                 spool.write(event.data)
         except BaseException:
             spool.close()
+            self.release_body()
             raise
+
+    def _hold(self, more: int) -> None:
+        if more <= 0:
+            return
+        refused_by = self.budget.take(self.address, more)
+        if refused_by is not None:
+            status, code, message = _SPOOL_REFUSALS[refused_by]
+            raise Refused(status, code, message, [("Retry-After", "2")])
+        self.held += more
+
+    def release_body(self) -> None:
+        self.budget.give_back(self.address, self.held)
+        self.held = 0
 
     async def send(self, data: bytes | None) -> None:
         if data:

@@ -18,6 +18,7 @@ from app.front.guard import (
     Refused,
     error_bytes,
 )
+from app.front.spool import SpoolBudget
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class FrontServer:
         self.limits = limits
         self.upstream_path = upstream_path
         self.counter = ConnectionCounter(limits.per_address, limits.total)
+        self.spool = SpoolBudget(limits.spool_per_address, limits.spool_total)
         self.server: asyncio.base_events.Server | None = None
         self.busy: set[asyncio.Task] = set()   # connections in a request
         self.idle: set[asyncio.Task] = set()   # connections between requests
@@ -65,7 +67,8 @@ class FrontServer:
             await self._close(writer)
             return
         try:
-            await self._serve(ClientSide(reader, writer, self.limits), peer, local, task)
+            client = ClientSide(reader, writer, self.limits, self.spool, peer[0])
+            await self._serve(client, peer, local, task)
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away or stopped reading: nothing left to tell it
         except Exception:
@@ -95,8 +98,11 @@ class FrontServer:
                 client.writer.write(error_bytes(exc.error_status_hint, "bad_request",
                                                 "malformed HTTP request"))
                 return
-            with body:
-                await self._relay(client, request, body, size, proxy_line(peer, local))
+            try:
+                with body:
+                    await self._relay(client, request, body, size, proxy_line(peer, local))
+            finally:
+                client.release_body()
             if client.conn.our_state is h11.MUST_CLOSE or self.server is None \
                     or not self.server.is_serving():
                 return

@@ -105,7 +105,8 @@ def test_20_slow_connections_stop_all_http_service(start_server):
 def test_front_relays_keepalive_uploads_and_client_addresses(start_server):
     server = start_server("start_with_celery", LOGIN_RATE_LIMIT="2 per minute",
                           LOGIN_THROTTLE_DELAY="0.2", GUNICORN_WORKERS="1",
-                          GUNICORN_CMD_ARGS="--access-logfile -")
+                          GUNICORN_CMD_ARGS="--access-logfile -", MAX_UPLOAD_MB="4",
+                          FRONT_MAX_SPOOL_PER_ADDRESS_MB="6")
     server.wait_healthy(90)
     session = requests.Session()
     # Several requests on one kept-alive connection, a body with Expect: 100-continue.
@@ -118,6 +119,7 @@ def test_front_relays_keepalive_uploads_and_client_addresses(start_server):
     too_big = requests.post(server.url + "/api/jobs/sheets", timeout=30,
                             headers={"Content-Length": str(300 * 1024 * 1024)}, data=b"")
     assert too_big.status_code == 413
+    _uploads_in_flight_are_capped_per_address(server)
     # The application sees the client's address (PROXY protocol), so the login limit works.
     codes = [session.post(server.url + "/api/auth/login", timeout=10,
                           json={"username": "admin", "password": "wrong-one"}).status_code
@@ -126,3 +128,34 @@ def test_front_relays_keepalive_uploads_and_client_addresses(start_server):
     logged = [line for line in server.tail(400).splitlines() if "/api/auth/login" in line]
     assert logged and all(line.startswith("127.0.0.1 ") for line in logged), logged
     assert server.stop() == 0
+
+
+def _uploads_in_flight_are_capped_per_address(server) -> None:
+    """4 MB held by one slow upload: a second of 3 MB from that address (7 > 6) is
+    refused at its head; once the first ends, it goes through."""
+    holder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    holder.sendall(b"POST /api/jobs/sheets HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                   b"Content-Length: 4194304\r\n\r\n")
+    try:
+        # The front says "100 Continue" once it holds the body's 4 MB.
+        assert holder.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        holder.sendall(b"x" * 1000)
+        # Only the head: the front answers and closes at once, and a body still being
+        # sent would turn that close into a reset before the answer is read.
+        second = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        second.sendall(b"POST /api/jobs/sheets HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Length: 3000000\r\n\r\n")
+        answer = second.recv(4096)
+        second.close()
+        assert answer.startswith(b"HTTP/1.1 429"), answer
+        assert b'"uploads_in_flight"' in answer and b"Retry-After: 2" in answer
+    finally:
+        holder.close()
+    deadline = time.monotonic() + 10  # the front gives the 4 MB back when it sees the close
+    while True:
+        passed = requests.post(server.url + "/api/jobs/sheets", data=b"y" * 3_000_000,
+                               headers={"Expect": "100-continue"}, timeout=30)
+        if passed.status_code != 429 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert passed.status_code == 401  # it reached the application
