@@ -98,9 +98,10 @@ class BrokerClient:
             return {method: getattr(inspector, method)() or {} for method in methods}
         return self.call(do, timeout * len(methods) + 2.0)
 
-    def consumers(self, timeout: float) -> dict[str, set[str]]:
+    def consumers(self, timeout: float, slack: float = 2.0) -> dict[str, set[str]]:
         """{queue: {worker names}} of every live worker that consumes a queue (a broadcast:
-        takes the whole `timeout`, since nobody knows how many workers will answer)."""
+        takes the whole `timeout`, since nobody knows how many workers will answer; `slack`
+        more for connecting and publishing)."""
         self._require_broadcast()
 
         def do():
@@ -113,7 +114,7 @@ class BrokerClient:
                     if name:
                         found.setdefault(name, set()).add(worker)
             return found
-        return self.call(do, timeout + 2.0)
+        return self.call(do, timeout + slack)
 
     def queue_depths(self, queues: list[str], timeout: float = 2.0) -> dict[str, int | None]:
         """Messages waiting per queue: exact on Redis and AMQP; None where the transport

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 HEALTH_TTL = 0.5          # the public probe reads the owner at most twice a second
 CONSUMERS_TTL = 5.0       # without a manager: which queues live workers consume
 CONSUMERS_TIMEOUT = 0.5   # that check is a broadcast and always takes this long
+# Connecting and publishing it may take seconds on a loaded host (a busy thread holding
+# the GIL alone triples it); running out of time means "unknown", which lets jobs go to
+# a queue that may have no consumer, so this waits longer than the manager's prober.
+CONSUMERS_SLACK = 6.0
 CONNECT_TIMEOUT = 2.0
 
 
@@ -359,9 +363,10 @@ class ManagerHandle:
         if self._control is None:
             self._control = BrokerClient(self.settings, url, name="scm-consumer-check")
         try:
-            return set(self._control.consumers(CONSUMERS_TIMEOUT))
+            return set(self._control.consumers(CONSUMERS_TIMEOUT, CONSUMERS_SLACK))
         except SupervisorError as exc:
-            log.debug("could not ask the workers for their queues: %s", exc)
+            log.warning("could not ask the workers which queues they consume (the broker "
+                        "decides): %s", exc)
             return None
 
     def _close_clients(self) -> None:

@@ -13,7 +13,12 @@ import time
 
 import pytest
 
-from app.supervisor.control import ManagerHandle, socket_path
+from app.supervisor.control import (
+    CONSUMERS_SLACK,
+    CONSUMERS_TIMEOUT,
+    ManagerHandle,
+    socket_path,
+)
 from app.supervisor.errors import InvalidRequest, ManagerUnavailable
 from tests.conftest import make_settings
 from tests.web.fakes import FakeManager
@@ -174,14 +179,14 @@ def test_without_a_manager_jobs_go_to_threads_when_nobody_consumes(tmp_path, red
     try:
         started = time.monotonic()
         assert lonely.worker_available("default") is False
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < CONSUMERS_TIMEOUT + CONSUMERS_SLACK + 0.5
         # Cached: the next questions do not broadcast again.
         started = time.monotonic()
         assert lonely.worker_available("pdf_offset") is False
         assert time.monotonic() - started < 0.3
         # When the workers cannot be asked, the broker decides.
         monkeypatch.setattr(BrokerClient, "consumers",
-                            lambda self, timeout: (_ for _ in ()).throw(BrokerUnavailable("x")))
+                            lambda self, timeout, slack: (_ for _ in ()).throw(BrokerUnavailable("x")))
         lonely._consumers.clear()
         assert lonely.worker_available("default") is True
         control = lonely._control
