@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # --- Celery workers and their supervisor ---------------------------------
     START_CELERY_WORKER: bool = False
     CELERY_CONCURRENCY: int = Field(3, ge=1, le=64)
+    # Set by the supervisor for each worker child: its own pool size (app/jobs/limits.py).
+    CELERY_POOL_SIZE: int | None = Field(None, ge=1, le=64)
     CELERY_QUEUES: Annotated[tuple[str, ...], NoDecode] = KNOWN_QUEUES
     CELERY_MAX_RESTARTS: int = Field(5, ge=1, le=1000)
     CELERY_RESTART_WINDOW: float = Field(300.0, gt=0)

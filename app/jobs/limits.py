@@ -24,7 +24,10 @@ MIN_BUDGET_MB = 16
 
 
 def sheets_pool_size(settings: Settings) -> int:
-    """How many jobs the pdf_generation worker runs at once (its pool size)."""
+    """How many jobs the pdf_generation worker runs at once (its pool size): in a worker,
+    the size the supervisor started it with; elsewhere, the configured split."""
+    if settings.CELERY_POOL_SIZE:
+        return settings.CELERY_POOL_SIZE
     sizes = split_concurrency(settings.CELERY_CONCURRENCY, settings.queue_weights)
     return sizes.get(SHEETS_QUEUE, 1)
 

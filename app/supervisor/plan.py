@@ -96,6 +96,9 @@ class WorkerPlan:
             fail = (TEST_FAIL_EXIT, f"CELERY_TEST_FAIL_QUEUE={queue}: injected failure "
                                     "at worker start (test-only setting)")
         argv = worker_argv(self.settings, self.worker_app, queue, pool_size)
+        # Its pool size now, which an admin may have changed since this process started:
+        # the worker splits its memory between that many jobs (app/jobs/limits.py).
+        env["CELERY_POOL_SIZE"] = str(pool_size)
         log_file = LogFile(self.settings.logs_dir / f"worker-{queue}.log")
         return self.process_factory(name, argv, env=env, cwd=PROJECT_ROOT, log=log_file,
                                     fail_at_start=fail)

@@ -171,6 +171,49 @@ def test_a_job_over_the_worker_memory_limit_fails_and_the_worker_is_not_blamed(
     assert _small_job_finishes(server, bob, within=30) < 30
 
 
+def _gradient_card(side: int) -> bytes:
+    """A side x side RGBA PNG with gradients and text, like card art."""
+    import io
+
+    from PIL import ImageDraw
+    ramp = np.linspace(0, 255, side, dtype=np.uint8)
+    pixels = np.zeros((side, side, 4), dtype=np.uint8)
+    pixels[:, :, 0], pixels[:, :, 1] = ramp[None, :], ramp[:, None]
+    pixels[:, :, 2], pixels[:, :, 3] = 255 - ramp[None, :], 200
+    image = Image.fromarray(pixels, "RGBA")
+    ImageDraw.Draw(image).text((side // 10, side // 10), "Fireball 3 mana", fill="white")
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def test_a_worker_resized_at_runtime_splits_its_memory_between_its_new_pool(start_server):
+    """An admin raises the concurrency from 2 to 8 (pdf_generation: 1 job at once, then 4):
+    the restarted sheet worker gives each job a quarter of its memory, so a 3000 x 3000
+    RGBA image (about 207 MB to decode) that fit the old 844 MB share fails in the worker
+    with the new figures, instead of four such jobs together overrunning the worker."""
+    server = _start(start_server)
+    admin, alice = server.headers(), server.headers(*ALICE)
+    card = _gradient_card(3000)
+    files = [("fronts", ("big-card.png", card, "image/png"))]
+    before = server.post("/api/jobs/sheets", headers=alice, files=files)
+    assert before.status_code == 202, before.text
+    assert _finished(server, alice, before.json()["id"], 120)["status"] == "succeeded"
+
+    assert server.post("/api/celery/start", headers=admin,
+                       json={"concurrency": 8}).status_code == 200
+    wait_for(lambda: (w := _workers(server, admin)["pdf_generation"])["pool_size"] == 4
+             and w["state"] == "RUNNING" and w["responsive"], 90, 0.3,
+             "the sheet worker to run 4 jobs at once")
+    after = server.post("/api/jobs/sheets", headers=alice, files=files)
+    assert after.status_code == 202, after.text  # the web process checks the start's split
+    body = _finished(server, alice, after.json()["id"], 120)
+    assert body["status"] == "failed" and body["mode"] == "celery", body
+    assert "big-card.png needs about 207 MB" in body["error"], body
+    assert ("a job may use 136 MB (CELERY_MAX_MEMORY_MB=1024 per pdf_generation worker "
+            "running 4 job(s) at once)") in body["error"], body
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
