@@ -1,19 +1,35 @@
 """A child's log file: opened for appending, rotated by size, read back for its tail.
 
 The child writes straight into the file (never through a pipe the manager
-would have to drain). Because the descriptor is opened with O_APPEND,
-"copy, then truncate" rotation works while the child keeps writing: its next
-write lands at the new end of the file.
+would have to drain), with O_APPEND, so the file can be rotated while the child
+keeps writing: the rotation copies the file's first blocks to the backup, then
+cuts exactly those blocks out of the file (fallocate's COLLAPSE_RANGE, under the
+same inode lock as the child's appends), so no line is lost or kept twice. Where
+the filesystem cannot cut (tmpfs, NFS, not Linux), it truncates instead, and the
+lines written between the copy and the truncate are lost.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import sys
 from pathlib import Path
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 3
 TAIL_READ_BYTES = 16 * 1024
+FALLOC_FL_COLLAPSE_RANGE = 0x08  # linux/falloc.h
+
+
+def _collapse_front(fd: int, length: int) -> bool:
+    """Cut the first `length` bytes out of the file (block-aligned, short of its end);
+    False where the system or the filesystem cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return libc.fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, length) == 0
 
 
 class LogFile:
@@ -32,12 +48,22 @@ class LogFile:
         return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
     def rotate_if_needed(self) -> bool:
-        """Rotate a log a running child is writing to (copy, then truncate)."""
-        if self._size() <= self.max_bytes:
+        """Rotate a log a running child is writing to (see the module's docstring)."""
+        size = self._size()
+        if size <= self.max_bytes:
             return False
         self._shift_backups()
-        shutil.copyfile(self.path, self._backup(1))
         with open(self.path, "r+b") as handle:
+            block = os.fstat(handle.fileno()).st_blksize or 4096
+            cut = (size - 1) // block * block  # whole blocks, short of the end
+            if cut > 0:
+                with open(self._backup(1), "wb") as backup:
+                    _copy_bytes(handle, backup, cut)
+                if _collapse_front(handle.fileno(), cut):
+                    return True
+            handle.seek(0)
+            with open(self._backup(1), "wb") as backup:
+                shutil.copyfileobj(handle, backup)
             handle.truncate(0)
         return True
 
@@ -75,3 +101,13 @@ class LogFile:
             older = self._backup(index)
             if older.exists():
                 os.replace(older, self._backup(index + 1))
+
+
+def _copy_bytes(source, target, count: int) -> None:
+    source.seek(0)
+    while count > 0:
+        chunk = source.read(min(count, 1024 * 1024))
+        if not chunk:
+            return
+        target.write(chunk)
+        count -= len(chunk)
