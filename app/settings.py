@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     FRONT_SEND_TIMEOUT: float = Field(60.0, gt=0, le=3600)
     FRONT_MAX_CONNECTIONS_PER_ADDRESS: int = Field(32, ge=1, le=100_000)
     FRONT_MAX_CONNECTIONS: int = Field(1024, ge=1, le=100_000)
-    # Body bytes held at once (app/front/spool.py); unset: 2 x / 8 x MAX_UPLOAD_MB.
+    # Body bytes held at once (app/front/spool.py); unset: 4 x / 16 x MAX_UPLOAD_MB.
     FRONT_MAX_SPOOL_PER_ADDRESS_MB: int | None = Field(None, ge=1, le=1024 * 1024)
     FRONT_MAX_SPOOL_MB: int | None = Field(None, ge=1, le=1024 * 1024)
 

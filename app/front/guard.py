@@ -25,7 +25,7 @@ from typing import IO
 
 import h11
 
-from app.front.spool import SpoolBudget
+from app.front.spool import UPLOADS_IN_ALL, UPLOADS_PER_ADDRESS, SpoolBudget
 from app.security_headers import DEFAULT_CSP, FIXED_HEADERS
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ class FrontLimits:
     max_head: int = 64 * 1024
     per_address: int = 32
     total: int = 1024
-    spool_per_address: int = 512 * 1024 * 1024   # body bytes held at once (app/front/spool.py)
-    spool_total: int = 2048 * 1024 * 1024
+    spool_per_address: int = UPLOADS_PER_ADDRESS * 256 * 1024 * 1024  # app/front/spool.py
+    spool_total: int = UPLOADS_IN_ALL * 256 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings) -> FrontLimits:
@@ -63,8 +63,8 @@ class FrontLimits:
                    per_address=settings.FRONT_MAX_CONNECTIONS_PER_ADDRESS,
                    total=settings.FRONT_MAX_CONNECTIONS,
                    spool_per_address=_spool_cap(settings.FRONT_MAX_SPOOL_PER_ADDRESS_MB,
-                                                2, settings.MAX_UPLOAD_MB),
-                   spool_total=_spool_cap(settings.FRONT_MAX_SPOOL_MB, 8,
+                                                UPLOADS_PER_ADDRESS, settings.MAX_UPLOAD_MB),
+                   spool_total=_spool_cap(settings.FRONT_MAX_SPOOL_MB, UPLOADS_IN_ALL,
                                           settings.MAX_UPLOAD_MB))
 
 

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+# Unset caps, in largest uploads (MAX_UPLOAD_MB): an office behind one NAT address may
+# send a few big jobs at once; all together they must fit a host's temp folder.
+UPLOADS_PER_ADDRESS = 4
+UPLOADS_IN_ALL = 16
+
 
 class SpoolBudget:
     """One event loop owns it: no lock."""

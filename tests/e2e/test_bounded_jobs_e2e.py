@@ -120,7 +120,9 @@ def test_one_user_cannot_take_the_sheet_worker_down(start_server, big_images):
     more than a job may use on a 1024 MB worker (CELERY_MAX_MEMORY_MB, the default), so
     every upload is refused with a 400 naming the file and the figures, before any pixel
     is decoded. The worker never sees them, and another user's job runs at once."""
-    server = _start(start_server)
+    # 7 x 112 MB in flight from one address: past the front's body cap, which would
+    # refuse some at their head (429) before the decode budget this test is about.
+    server = _start(start_server, FRONT_MAX_SPOOL_PER_ADDRESS_MB="2048")
     admin, alice, bob = server.headers(), server.headers(*ALICE), server.headers(*BOB)
     files = _files(big_images["rgba"])
 
