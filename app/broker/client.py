@@ -41,8 +41,11 @@ def make_control_app(settings: Settings, broker_url: str):
     app = make_celery(settings, role="client")
     options = dict(app.conf.broker_transport_options or {})
     options.update(FAST_FAILOVER)
+    # No broker_pool_limit of its own: kombu keeps one pool limit per process, and an app
+    # asking for a smaller one while another app's connections are out raises
+    # "Can't shrink pool when in use" (seen in the manager, which runs several apps).
     app.conf.update(broker_url=broker_url, broker_transport_options=options,
-                    broker_connection_max_retries=1, broker_pool_limit=2)
+                    broker_connection_max_retries=1)
     return app
 
 
